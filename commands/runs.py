@@ -1,0 +1,84 @@
+"""CLI: ingest logs, list, edit, export and delete runs (issue 2)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import InputError
+from db.importers import FORMATS, parse_file
+from commands.common import add_common, emit, open_store
+from db.store import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS
+
+
+def register(sub) -> None:
+    p = add_common(sub.add_parser("ingest", help="import training logs (one transaction for all files)"))
+    p.add_argument("files", nargs="+", help="log files, folders or .zip archives")
+    p.add_argument("--format", choices=sorted(FORMATS), help="skip detection and use this format")
+    p.add_argument("--on-duplicate", choices=[d for d in DUPLICATE_POLICIES if d != "error"],
+                   help="what to do when a run name exists (default: refuse the import)")
+    p.set_defaults(handler=ingest)
+
+    p = add_common(sub.add_parser("runs", help="list stored runs"))
+    p.set_defaults(handler=list_runs)
+
+    p = add_common(sub.add_parser("export", help="write runs' metric rows to CSV or Parquet"))
+    p.add_argument("--runs", nargs="+", required=True, metavar="NAME")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", choices=["csv", "parquet"], help="default: from the file extension")
+    p.set_defaults(handler=export)
+
+    p = add_common(sub.add_parser("edit-run", help="fill in or fix a run's sizes"))
+    p.add_argument("name")
+    for field in EDITABLE_SIZE_FIELDS:
+        p.add_argument(f"--{field.replace('_', '-')}", dest=field)
+    p.set_defaults(handler=edit_run)
+
+    p = add_common(sub.add_parser("delete-runs", help="delete runs and their metrics"))
+    p.add_argument("names", nargs="+")
+    p.set_defaults(handler=delete_runs)
+
+
+def ingest(args) -> int:
+    parsed = []
+    for f in args.files:
+        if not Path(f).exists():
+            raise InputError(f"{f}: no such file or folder.")
+        try:
+            parsed.extend(parse_file(f, fmt=args.format))
+        except InputError as exc:
+            raise InputError(f"{f}: {exc}") from None
+    store = open_store(args)
+    added = store.ingest(parsed, on_duplicate=args.on_duplicate or "error")
+    emit(args, {"runs": [{k: a[k] for k in ("name", "format", "n_metric_rows")} for a in added]},
+         "\n".join(f"added {a['name']} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
+         or "nothing added")
+    return 0
+
+
+def list_runs(args) -> int:
+    frame = open_store(args).runs()
+    cols = ["name", "source_format", "arch", "n_params", "n_active_params", "tokens", "flops", "n_metric_rows"]
+    rows = [{("format" if c == "source_format" else c): r[c] for c in cols} for r in frame[cols].to_dict("records")]
+    emit(args, {"runs": rows}, frame[cols].to_string(index=False) if len(frame) else "no runs")
+    return 0
+
+
+def export(args) -> int:
+    fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "csv")
+    n = open_store(args).export_metrics(args.runs, args.out, fmt)
+    emit(args, {"rows": n, "path": str(args.out), "format": fmt}, f"wrote {n} rows to {args.out}")
+    return 0
+
+
+def edit_run(args) -> int:
+    sizes = {f: getattr(args, f) for f in EDITABLE_SIZE_FIELDS if getattr(args, f) is not None}
+    if not sizes:
+        raise InputError("Nothing to edit: give at least one size, e.g. --n-params 1.2e8.")
+    row = open_store(args).update_run(args.name, **sizes)
+    emit(args, {"run": row}, f"updated {args.name}: " + ", ".join(f"{k}={row[k]}" for k in sizes))
+    return 0
+
+
+def delete_runs(args) -> int:
+    n = open_store(args).delete_runs(args.names)
+    emit(args, {"deleted": n}, f"deleted {n} run(s)")
+    return 0

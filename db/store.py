@@ -1,0 +1,464 @@
+"""The Store: one DuckDB file behind SQLAlchemy that every page, the CLI and the probes share.
+
+- Opened from a URL (default ``duckdb:///data/scalescope.duckdb``; ``SCALESCOPE_DB_URL`` or
+  ``--db`` override it). The schema lives in :mod:`db.schema`; a version is recorded and an older
+  file is upgraded on open.
+- Writes are serialised by one lock per file, and each write operation is one transaction: an
+  import lands whole or not at all. DuckDB's MVCC gives readers a consistent snapshot, so nobody
+  sees half an import.
+- Bulk rows (metrics, routing assignments) go through DuckDB's Arrow path inside the store's own
+  connection, never row-by-row ORM inserts.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from core.errors import DuplicateRunError, InputError, StoreError
+from db import schema
+from db.importers.base import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun
+
+DEFAULT_URL = "duckdb:///data/scalescope.duckdb"
+DUPLICATE_POLICIES = ("error", "skip", "replace", "rename")
+X_AXES = ("step", "tokens", "flops", "wall_time")
+EDITABLE_SIZE_FIELDS = SIZE_FIELDS + ["arch"]
+
+# One lock per database file, shared by every Store opened on it in this process.
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def default_url() -> str:
+    """The database URL: ``SCALESCOPE_DB_URL`` if set, else the embedded default file."""
+    return os.environ.get("SCALESCOPE_DB_URL") or DEFAULT_URL
+
+
+def _file_of(url: str) -> Optional[Path]:
+    prefix = "duckdb:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix):].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+class Store:
+    """All persistence. Methods return pandas DataFrames / dicts; no SQL escapes this package."""
+
+    def __init__(self, url: Optional[str] = None):
+        self.url = url or default_url()
+        if not self.url.startswith("duckdb://"):
+            raise StoreError(f"Unsupported database URL {self.url!r}: use duckdb:///path/to/file.duckdb.")
+        path = _file_of(self.url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(path.resolve()) if path is not None else self.url
+        with _LOCKS_GUARD:
+            self._lock = _LOCKS.setdefault(key, threading.RLock())
+        try:
+            self.engine = sa.create_engine(self.url)
+            with self._lock:
+                self._upgrade()
+        except StoreError:
+            raise
+        except Exception as exc:  # a file that is not DuckDB, a locked file, ...
+            raise StoreError(f"Cannot open the database {self.url}: {exc}. "
+                             "Check the path, or close the other program that holds the file.") from exc
+
+    # ---------------------------------------------------------------- schema and transactions
+    def _upgrade(self) -> None:
+        with self.engine.begin() as conn:
+            insp = sa.inspect(conn)
+            tables = set(insp.get_table_names())
+            version = None
+            if "schema_info" in tables:
+                row = conn.execute(sa.select(schema.schema_info.c.version)).first()
+                version = row[0] if row else None
+            if version is None:
+                version = 0 if "runs" in tables else schema.SCHEMA_VERSION
+            if version > schema.SCHEMA_VERSION:
+                raise StoreError(
+                    f"The database {self.url} has schema version {version}, newer than this ScaleScope "
+                    f"({schema.SCHEMA_VERSION}). Upgrade ScaleScope, or open another file with --db.")
+            schema.metadata.create_all(conn)
+            for step in range(version, schema.SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+            conn.execute(sa.delete(schema.schema_info))
+            conn.execute(sa.insert(schema.schema_info).values(version=schema.SCHEMA_VERSION))
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(schema.schema_info.c.version)).scalar_one())
+
+    @contextmanager
+    def write(self):
+        """One serialised write transaction: commits whole on success, rolls back on any error."""
+        with self._lock:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self):
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def bulk_insert(conn, table: sa.Table, frame: pd.DataFrame | pa.Table) -> int:
+        """Append a DataFrame/Arrow table to ``table`` through DuckDB's Arrow scan (same transaction)."""
+        arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        if arrow.num_rows == 0:
+            return 0
+        raw = conn.connection.driver_connection
+        view = f"_ss_bulk_{threading.get_ident()}"
+        cols = ", ".join(f'"{c}"' for c in arrow.column_names)
+        raw.register(view, arrow)
+        try:
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')
+        finally:
+            raw.unregister(view)
+        return arrow.num_rows
+
+    # ---------------------------------------------------------------- runs: ingest
+    def ingest(self, parsed: Sequence[ParsedRun], on_duplicate: str = "error") -> list[dict]:
+        """Store parsed runs in ONE transaction. Returns, per stored run, name/format/n_metric_rows/id.
+
+        ``on_duplicate``: error (refuse the whole import), skip, replace (delete the old run first)
+        or rename (keep both; the new one gets a " (2)" suffix).
+        """
+        if on_duplicate not in DUPLICATE_POLICIES:
+            raise InputError(f"Unknown duplicate policy {on_duplicate!r}: choose one of {', '.join(DUPLICATE_POLICIES)}.")
+        if not parsed:
+            raise InputError("Nothing to import: the file holds no runs. Check that it has data rows.")
+        names = [p.name for p in parsed]
+        for p in parsed:
+            _validate_parsed(p)
+        seen = set()
+        for n in names:
+            if n in seen:
+                raise InputError(f"The import names the run {n!r} twice: give each run a unique name.")
+            seen.add(n)
+        added: list[dict] = []
+        with self.write() as conn:
+            existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
+            for p in parsed:
+                name = p.name
+                if name in existing:
+                    if on_duplicate == "error":
+                        raise DuplicateRunError(
+                            f"A run named {name!r} already exists: choose skip, replace or rename for duplicates.")
+                    if on_duplicate == "skip":
+                        continue
+                    if on_duplicate == "replace":
+                        self._delete_runs(conn, [name])
+                    else:
+                        name = _free_name(name, existing)
+                run_id = conn.execute(
+                    sa.insert(schema.runs).values(**_run_row(p, name)).returning(schema.runs.c.id)
+                ).scalar_one()
+                existing.add(name)
+                frame = _metrics_frame(p.metrics, run_id)
+                n_rows = self.bulk_insert(conn, schema.metrics, frame)
+                added.append({"id": run_id, "name": name, "format": p.source_format, "n_metric_rows": n_rows})
+        return added
+
+    # ---------------------------------------------------------------- runs: read / edit / delete
+    def runs(self) -> pd.DataFrame:
+        """Every run with its sizes and number of metric rows (one row per run, ordered by id)."""
+        with self.read() as conn:
+            frame = pd.read_sql(sa.text(
+                "SELECT r.*, coalesce(m.n, 0) AS n_metric_rows FROM runs r "
+                "LEFT JOIN (SELECT run_id, count(*) AS n FROM metrics GROUP BY run_id) m ON m.run_id = r.id "
+                "ORDER BY r.id"), conn)
+        frame["n_metric_rows"] = frame["n_metric_rows"].astype("int64")
+        return frame
+
+    def run_names(self) -> list[str]:
+        with self.read() as conn:
+            return list(conn.execute(sa.select(schema.runs.c.name).order_by(schema.runs.c.id)).scalars())
+
+    def run_ids(self, names: Iterable[str]) -> dict[str, int]:
+        names = list(names)
+        if not names:
+            return {}
+        with self.read() as conn:
+            rows = conn.execute(sa.select(schema.runs.c.name, schema.runs.c.id)
+                                .where(schema.runs.c.name.in_(names))).all()
+        found = {n: i for n, i in rows}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise InputError(f"No run named {missing[0]!r} in the store: list runs with `python cli.py runs`.")
+        return found
+
+    def update_run(self, name: str, **sizes) -> dict:
+        """Edit a run's sizes (parameters, experts, tokens per step, ...). Derived tokens/FLOPs follow.
+
+        Metric rows without tokens get tokens = step × tokens_per_step; rows without FLOPs get
+        6·N_active·tokens (Kaplan et al. 2020, C ≈ 6ND), the rule recorded with the run.
+        """
+        unknown = [k for k in sizes if k not in EDITABLE_SIZE_FIELDS]
+        if unknown:
+            raise InputError(f"Cannot edit {unknown[0]!r}: editable fields are {', '.join(EDITABLE_SIZE_FIELDS)}.")
+        clean = {}
+        for key, value in sizes.items():
+            if key == "arch":
+                if value not in ("dense", "moe"):
+                    raise InputError("arch must be 'dense' or 'moe'.")
+                clean[key] = value
+                continue
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                clean[key] = None
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{key} must be a number, got {value!r}.") from None
+            if not math.isfinite(number) or number <= 0:
+                raise InputError(f"{key} must be a positive finite number, got {value!r}.")
+            clean[key] = int(number) if key in ("n_experts", "top_k", "seq_len") else number
+        run_id = self.run_ids([name])[name]
+        with self.write() as conn:
+            if clean:
+                conn.execute(sa.update(schema.runs).where(schema.runs.c.id == run_id).values(**clean))
+            row = conn.execute(sa.select(schema.runs).where(schema.runs.c.id == run_id)).mappings().one()
+            n_active = row["n_active_params"] or row["n_params"]
+            tps = row["tokens_per_step"]
+            if tps:
+                conn.execute(sa.text("UPDATE metrics SET tokens = step * :tps WHERE run_id = :rid "
+                                     "AND tokens IS NULL AND step IS NOT NULL"), {"tps": tps, "rid": run_id})
+            if n_active:
+                conn.execute(sa.text("UPDATE metrics SET flops = 6 * :n * tokens WHERE run_id = :rid "
+                                     "AND flops IS NULL AND tokens IS NOT NULL"), {"n": n_active, "rid": run_id})
+            last = conn.execute(sa.text(
+                "SELECT max(tokens), max(flops) FROM metrics WHERE run_id = :rid"), {"rid": run_id}).one()
+            updates = {}
+            if row["tokens"] is None and last[0] is not None:
+                updates["tokens"] = float(last[0])
+            tokens = updates.get("tokens", row["tokens"])
+            if row["flops"] is None and n_active and tokens:
+                updates["flops"] = 6.0 * n_active * tokens
+            elif row["flops"] is None and last[1] is not None:
+                updates["flops"] = float(last[1])
+            if updates:
+                conn.execute(sa.update(schema.runs).where(schema.runs.c.id == run_id).values(**updates))
+            out = conn.execute(sa.select(schema.runs).where(schema.runs.c.id == run_id)).mappings().one()
+        return dict(out)
+
+    def delete_runs(self, names: Iterable[str]) -> int:
+        names = list(names)
+        if not names:
+            return 0
+        self.run_ids(names)  # every name must exist
+        with self.write() as conn:
+            return self._delete_runs(conn, names)
+
+    def _delete_runs(self, conn, names: list[str]) -> int:
+        ids = list(conn.execute(sa.select(schema.runs.c.id).where(schema.runs.c.name.in_(names))).scalars())
+        if not ids:
+            return 0
+        conn.execute(sa.delete(schema.metrics).where(schema.metrics.c.run_id.in_(ids)))
+        conn.execute(sa.delete(schema.evals).where(schema.evals.c.run_id.in_(ids)))
+        conn.execute(sa.delete(schema.runs).where(schema.runs.c.id.in_(ids)))
+        return len(ids)
+
+    # ---------------------------------------------------------------- metrics: read
+    def metric_names(self, run_names: Optional[Iterable[str]] = None) -> list[str]:
+        query = "SELECT DISTINCT m.name FROM metrics m"
+        params: dict = {}
+        if run_names is not None:
+            ids = list(self.run_ids(run_names).values())
+            if not ids:
+                return []
+            query += " WHERE m.run_id IN :ids"
+            params["ids"] = ids
+        stmt = sa.text(query + " ORDER BY 1")
+        if params:
+            stmt = stmt.bindparams(sa.bindparam("ids", expanding=True))
+        with self.read() as conn:
+            return list(conn.execute(stmt, params).scalars())
+
+    def metrics(self, run_names: Iterable[str], metric: Optional[str] = None) -> pd.DataFrame:
+        """Every stored point of the named runs (long form, with a ``run`` column)."""
+        ids = self.run_ids(run_names)
+        if not ids:
+            return pd.DataFrame(columns=["run"] + METRIC_COLUMNS)
+        query = ("SELECT r.name AS run, m.name, m.step, m.tokens, m.flops, m.wall_time, m.value "
+                 "FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.run_id IN :ids")
+        params = {"ids": list(ids.values())}
+        if metric is not None:
+            query += " AND m.name = :metric"
+            params["metric"] = metric
+        stmt = sa.text(query + " ORDER BY r.id, m.name, m.step").bindparams(sa.bindparam("ids", expanding=True))
+        with self.read() as conn:
+            return pd.read_sql(stmt, conn, params=params)
+
+    def curves(self, run_names: Sequence[str], metric: str, x: str = "step",
+               max_points: int = 2000, log_x: bool = False) -> pd.DataFrame:
+        """Downsampled curves, computed inside DuckDB.
+
+        Each run's x range is cut into ``max_points`` buckets (in log x when ``log_x``); per bucket
+        the last point (largest x) is kept with the bucket's min and max value, so spikes survive
+        as a band. The run's final point always falls in the last bucket, so it is always kept.
+        Returns columns run, x, value, vmin, vmax, n (points in the bucket), ordered by run and x.
+        """
+        if x not in X_AXES:
+            raise InputError(f"Unknown x-axis {x!r}: choose one of {', '.join(X_AXES)}.")
+        if max_points < 2:
+            raise InputError("max_points must be at least 2.")
+        ids = self.run_ids(run_names)
+        if not ids:
+            return pd.DataFrame(columns=["run", "x", "value", "vmin", "vmax", "n"])
+        xexpr = f"ln(m.{x})" if log_x else f"m.{x}"
+        positive = f" AND m.{x} > 0" if log_x else ""
+        sql = f"""
+            WITH s AS (
+                SELECT m.run_id, m.{x} AS x, {xexpr} AS bx, m.value FROM metrics m
+                WHERE m.run_id IN :ids AND m.name = :metric AND m.{x} IS NOT NULL{positive}),
+            b AS (SELECT run_id, min(bx) AS lo, max(bx) AS hi FROM s GROUP BY run_id),
+            k AS (
+                SELECT s.run_id, s.x, s.value,
+                       CASE WHEN b.hi > b.lo THEN floor((s.bx - b.lo) / (b.hi - b.lo) * :nb) ELSE 0 END AS bucket
+                FROM s JOIN b ON s.run_id = b.run_id)
+            SELECT r.name AS run, arg_max(k.x, k.x) AS x, arg_max(k.value, k.x) AS value,
+                   min(k.value) AS vmin, max(k.value) AS vmax, count(*) AS n
+            FROM k JOIN runs r ON r.id = k.run_id
+            GROUP BY r.id, r.name, k.bucket ORDER BY r.id, x"""
+        stmt = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+        with self.read() as conn:
+            return pd.read_sql(stmt, conn, params={"ids": list(ids.values()), "metric": metric,
+                                                   "nb": max_points - 1})
+
+    def final_values(self, metric: str = "loss", run_names: Optional[Sequence[str]] = None,
+                     at_step: Optional[float] = None) -> pd.DataFrame:
+        """One row per run: its sizes and the metric's final value (or the value at ``at_step``).
+
+        The final value is the point with the largest step; a run-summary row (step unknown) counts
+        as final. This is the usual target of a scaling-law fit.
+        """
+        params: dict = {"metric": metric}
+        where = "m.name = :metric"
+        if at_step is not None:
+            where += " AND m.step = :at_step"
+            params["at_step"] = float(at_step)
+        sql = f"""
+            SELECT r.id AS run_id, r.name AS run, r.arch, r.n_params, r.n_nonembedding_params,
+                   r.n_active_params, r.n_experts, r.top_k, r.tokens AS run_tokens, r.flops AS run_flops,
+                   r.tags, r.config,
+                   arg_max(m.value, coalesce(m.step, 1e300)) AS value,
+                   arg_max(m.step, coalesce(m.step, 1e300)) AS step,
+                   arg_max(m.tokens, coalesce(m.step, 1e300)) AS tokens,
+                   arg_max(m.flops, coalesce(m.step, 1e300)) AS flops
+            FROM runs r JOIN metrics m ON m.run_id = r.id
+            WHERE {where} {"AND r.name IN :names" if run_names is not None else ""}
+            GROUP BY ALL ORDER BY r.id"""
+        stmt = sa.text(sql)
+        if run_names is not None:
+            params["names"] = list(run_names)
+            stmt = stmt.bindparams(sa.bindparam("names", expanding=True))
+        with self.read() as conn:
+            frame = pd.read_sql(stmt, conn, params=params)
+        # A summary row at the run's end: fall back to the run's own tokens/flops.
+        frame["tokens"] = frame["tokens"].fillna(frame["run_tokens"])
+        frame["flops"] = frame["flops"].fillna(frame["run_flops"])
+        return frame.drop(columns=["run_tokens", "run_flops"])
+
+    def export_metrics(self, run_names: Sequence[str], path: str | Path, fmt: str = "csv") -> int:
+        """Write the named runs' metric rows (with run sizes) to CSV or Parquet; returns rows written."""
+        if fmt not in ("csv", "parquet"):
+            raise InputError(f"Unknown export format {fmt!r}: choose csv or parquet.")
+        frame = self.metrics(run_names)
+        runs = self.runs().set_index("name")
+        for col in ("n_params", "n_active_params", "arch"):
+            frame[col] = frame["run"].map(runs[col])
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return len(frame)
+
+    def is_empty(self) -> bool:
+        with self.read() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 0
+
+
+# -------------------------------------------------------------------- upgrades
+def _upgrade_from_0(conn) -> None:
+    """Version 0: a file made before versioning. create_all() has already added missing tables."""
+
+
+MIGRATIONS = {0: _upgrade_from_0}
+
+
+# -------------------------------------------------------------------- helpers
+def _free_name(name: str, taken: set) -> str:
+    i = 2
+    while f"{name} ({i})" in taken:
+        i += 1
+    return f"{name} ({i})"
+
+
+def _validate_parsed(p: ParsedRun) -> None:
+    if not isinstance(p.name, str) or not p.name.strip():
+        raise InputError("A run has an empty name: give every run a non-empty name.")
+    if len(p.name) > 500:
+        raise InputError(f"The run name {p.name[:40]!r}... is longer than 500 characters: shorten it.")
+    if p.arch not in ("dense", "moe"):
+        raise InputError(f"Run {p.name!r}: arch must be 'dense' or 'moe', got {p.arch!r}.")
+    for key in SIZE_FIELDS:
+        value = getattr(p, key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(float(value)) or value < 0:
+            raise InputError(f"Run {p.name!r}: {key} must be a non-negative finite number, got {value!r}.")
+    frame = p.metrics
+    missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(f"Run {p.name!r}: metric rows lack the column {missing[0]!r}.")
+    if len(frame):
+        values = frame["value"].to_numpy(dtype="float64")
+        if not np.isfinite(values).all():
+            raise InputError(f"Run {p.name!r}: a metric value is NaN or infinite; remove or fix that row.")
+        steps = frame["step"].to_numpy(dtype="float64")
+        if (steps[~np.isnan(steps)] < 0).any():
+            raise InputError(f"Run {p.name!r}: a step is negative; steps count up from 0.")
+        if frame["name"].isna().any():
+            raise InputError(f"Run {p.name!r}: a metric row has no metric name.")
+
+
+def _run_row(p: ParsedRun, name: str) -> dict:
+    row = {key: getattr(p, key) for key in SIZE_FIELDS}
+    for key in ("n_experts", "top_k", "seq_len"):
+        if row[key] is not None:
+            row[key] = int(row[key])
+    for key in ("n_params", "n_nonembedding_params", "n_active_params", "tokens_per_step", "tokens", "flops"):
+        if row[key] is not None:
+            row[key] = float(row[key])
+    if row["n_active_params"] is None and p.arch == "dense" and row["n_params"] is not None:
+        row["n_active_params"] = row["n_params"]
+    row.update(name=name, source_format=p.source_format, source_file=p.source_file, arch=p.arch,
+               flops_rule=p.flops_rule, config=json.dumps(p.config, default=str),
+               tags=json.dumps(list(p.tags)))
+    return row
+
+
+def _metrics_frame(metrics: pd.DataFrame, run_id: int) -> pa.Table:
+    n = len(metrics)
+    cols = {"run_id": pa.array(np.full(n, run_id, dtype=np.int32)),
+            "name": pa.array(metrics["name"].astype(str).to_numpy(), type=pa.string())}
+    for c in ("step", "tokens", "flops", "wall_time", "value"):
+        cols[c] = pa.array(pd.to_numeric(metrics[c], errors="coerce").to_numpy(dtype="float64"),
+                           from_pandas=True)
+    return pa.table(cols)

@@ -1,0 +1,35 @@
+"""Shared fixtures: temporary DuckDB stores (never :memory:, which each thread sees empty)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The public reference tables live beside the project (../shared/data/reference); CI always has them.
+REFERENCE = ROOT.parent / "shared" / "data" / "reference"
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"duckdb:///{tmp_path / 'scalescope.duckdb'}"
+
+
+@pytest.fixture
+def store(db_url):
+    from db.store import Store
+
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference data not found at {REFERENCE} (it ships beside the project in CI)")
+    return REFERENCE
