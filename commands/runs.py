@@ -1,10 +1,9 @@
 """CLI: ingest logs, list, edit, export and delete runs (issue 2)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from core.errors import InputError
-from db.importers import FORMATS, parse_file
+from db.importers import FORMATS
+from db.ingest import ingest_paths
 from commands.common import add_common, emit, open_store
 from db.store import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS
 
@@ -38,16 +37,7 @@ def register(sub) -> None:
 
 
 def ingest(args) -> int:
-    parsed = []
-    for f in args.files:
-        if not Path(f).exists():
-            raise InputError(f"{f}: no such file or folder.")
-        try:
-            parsed.extend(parse_file(f, fmt=args.format))
-        except InputError as exc:
-            raise InputError(f"{f}: {exc}") from None
-    store = open_store(args)
-    added = store.ingest(parsed, on_duplicate=args.on_duplicate or "error")
+    added = ingest_paths(open_store(args), args.files, fmt=args.format, on_duplicate=args.on_duplicate or "error")
     emit(args, {"runs": [{k: a[k] for k in ("name", "format", "n_metric_rows")} for a in added]},
          "\n".join(f"added {a['name']} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
          or "nothing added")

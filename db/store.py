@@ -73,6 +73,10 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:  # a file that is not DuckDB, a locked file, ...
+            if "Could not set lock" in str(exc):
+                raise StoreError(
+                    f"The database {self.url} is open in another process (DuckDB allows one writer process "
+                    "per file): stop the dashboard or other CLI using it, or pass another file with --db.") from exc
             raise StoreError(f"Cannot open the database {self.url}: {exc}. "
                              "Check the path, or close the other program that holds the file.") from exc
 

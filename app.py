@@ -1,0 +1,27 @@
+"""ScaleScope: the dashboard's entry point. `streamlit run app.py`
+
+Builds the navigation over the files in pages/ and opens the one shared Store.
+"""
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="ScaleScope", page_icon=":material/monitoring:", layout="wide")
+
+from pages.common import get_store  # noqa: E402  (after set_page_config)
+
+HERE = Path(__file__).resolve().parent
+# (file, title, icon) in the order a researcher uses them.
+PAGE_SPECS = [
+    ("pages/runs.py", "Runs", ":material/show_chart:"),
+    ("pages/fits.py", "Fits", ":material/function:"),
+    ("pages/planner.py", "Planner", ":material/tune:"),
+    ("pages/evals.py", "Evals", ":material/leaderboard:"),
+    ("pages/routing.py", "Routing", ":material/alt_route:"),
+    ("pages/probes.py", "Probes", ":material/science:"),
+]
+PAGES = [st.Page(path, title=title, icon=icon, default=(i == 0))
+         for i, (path, title, icon) in enumerate(PAGE_SPECS) if (HERE / path).exists()]
+
+get_store()  # open (and on first start, seed) the store before any page draws
+st.navigation(PAGES).run()

@@ -1,0 +1,44 @@
+"""Shared helpers for the pages (not a page itself): the one Store, errors, progress."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.errors import Cancelled, ScaleScopeError
+from db.seed import seed_if_empty
+from db.store import Store, default_url
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def _open_store(url: str) -> Store:
+    store = Store(url)
+    seed_if_empty(store)
+    return store
+
+
+def get_store() -> Store:
+    """The one Store of this server process, shared by all browser sessions (st.cache_resource)."""
+    return _open_store(default_url())
+
+
+@contextmanager
+def user_errors():
+    """Show a ScaleScope error as one ``st.error`` line instead of a traceback."""
+    try:
+        yield
+    except Cancelled as exc:
+        st.warning(str(exc))
+    except ScaleScopeError as exc:
+        st.error(str(exc))
+
+
+def progress_bar(label: str):
+    """A core-style ``progress(done, total, message)`` callable drawing an ``st.progress`` bar."""
+    bar = st.progress(0.0, text=label)
+
+    def update(done: int, total: int, message: str = "") -> None:
+        frac = 0.0 if total <= 0 else min(1.0, done / total)
+        bar.progress(frac, text=f"{label} — {message}" if message else label)
+
+    return update
