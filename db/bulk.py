@@ -7,8 +7,10 @@ Parquet. Validation happens in SQL before anything is kept; the transaction roll
 """
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
+
+import pyarrow as pa
 
 import sqlalchemy as sa
 
@@ -55,62 +57,80 @@ def _map_columns(conn, source: str) -> dict[str, str]:
 
 def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error",
                       source_format: str = "csv_long") -> list[dict]:
-    """Import a long metrics table through DuckDB in one transaction; returns the runs added."""
+    """Import a long metrics table through DuckDB in one transaction; returns the runs added.
+
+    Two reads of the file and no staging copy: a cheap first pass collects the run names and row
+    counts; the second pass streams rows straight into ``metrics``, joined to the new run ids.
+    The inserted rows are then checked (negative steps, NaN/inf values); any problem rolls back.
+    """
     path = Path(path)
     if on_duplicate not in DUPLICATE_POLICIES:
         raise InputError(f"Unknown duplicate policy {on_duplicate!r}: choose one of {', '.join(DUPLICATE_POLICIES)}.")
     if not path.is_file() or path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty or missing: choose a file with a header and data rows.")
+    source = _reader(path)
     with store.write() as conn:
         try:
-            cols = _map_columns(conn, _reader(path))
+            cols = _map_columns(conn, source)
+            q = lambda k: f'"{cols[k]}"' if k in cols else "NULL"  # noqa: E731
+            counts = dict(conn.exec_driver_sql(
+                f"SELECT CAST({q('run')} AS VARCHAR) AS run, count(*) FROM {source} GROUP BY 1").fetchall())
         except sa.exc.DBAPIError as exc:
-            raise InputError(f"{path.name} cannot be read as a table ({str(exc.orig).splitlines()[0]}); "
-                             "check the delimiter and that it is text.") from None
-        q = lambda k: f'"{cols[k]}"' if k in cols else "NULL"  # noqa: E731
+            raise _unreadable(path, exc) from None
+        if not counts:
+            raise InputError(f"{path.name} has a header but no data rows.")
+        if None in counts or any(not str(n).strip() for n in counts):
+            raise InputError(f"{path.name}: some rows have an empty run name; name every row's run.")
+        ids, rename = _create_runs(conn, path, sorted(counts), on_duplicate, source_format)
+        if not ids:
+            return []
         try:
             conn.exec_driver_sql(
-                f"CREATE OR REPLACE TEMP TABLE _ss_stage AS SELECT CAST({q('run')} AS VARCHAR) AS run, "
-                f"CAST({q('metric')} AS VARCHAR) AS metric, TRY_CAST({q('step')} AS DOUBLE) AS step, "
-                f"TRY_CAST({q('value')} AS DOUBLE) AS value, TRY_CAST({q('tokens')} AS DOUBLE) AS tokens, "
-                f"TRY_CAST({q('flops')} AS DOUBLE) AS flops, TRY_CAST({q('wall_time')} AS DOUBLE) AS wall_time, "
-                f"{q('step')} IS NOT NULL AND TRY_CAST({q('step')} AS DOUBLE) IS NULL AS bad_step, "
-                f"TRY_CAST({q('value')} AS DOUBLE) IS NULL AS bad_value "
-                f"FROM {_reader(path)}")
+                "INSERT INTO metrics (run_id, name, step, tokens, flops, wall_time, value) "
+                f"SELECT i.run_id, CAST({q('metric')} AS VARCHAR), CAST({q('step')} AS DOUBLE), "
+                f"CAST({q('tokens')} AS DOUBLE), CAST({q('flops')} AS DOUBLE), CAST({q('wall_time')} AS DOUBLE), "
+                f"CAST({q('value')} AS DOUBLE) FROM {source} s JOIN _ss_ids i ON i.run = CAST(s.{q('run')} AS VARCHAR)")
         except sa.exc.DBAPIError as exc:
-            raise InputError(f"{path.name}: a row does not fit the table ({str(exc.orig).splitlines()[0]}); "
-                             "check that every row has the same columns and numbers where numbers belong.") from None
-        try:
-            _validate_stage(conn, path.name)
-            return _move_stage(conn, path, on_duplicate, source_format)
-        finally:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_stage")
+            raise _unreadable(path, exc) from None
+        _validate_inserted(conn, path.name)
+        conn.exec_driver_sql(
+            "UPDATE runs SET tokens = t.tokens, flops = t.flops FROM (SELECT run_id, max(tokens) AS tokens, "
+            "max(flops) AS flops FROM metrics WHERE run_id IN (SELECT run_id FROM _ss_ids) GROUP BY run_id) t "
+            "WHERE runs.id = t.run_id")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_ids")
+    return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}
+            for n, i in ids.items()]
 
 
-def _validate_stage(conn, filename: str) -> None:
-    n, bad_value, bad_step, neg, nonfinite, no_run = conn.exec_driver_sql(
-        "SELECT count(*), count(*) FILTER (bad_value), count(*) FILTER (bad_step), "
-        "count(*) FILTER (step < 0 OR tokens < 0 OR flops < 0), "
-        "count(*) FILTER (NOT isfinite(value) OR NOT isfinite(step)), "
-        "count(*) FILTER (run IS NULL OR trim(run) = '' OR metric IS NULL) FROM _ss_stage").one()
-    if n == 0:
-        raise InputError(f"{filename} has a header but no data rows.")
-    checks = [(bad_value, "bad_value", "a value that is empty or not a number"),
-              (bad_step, "bad_step", "a step that is not a number"),
-              (neg, "step < 0 OR tokens < 0 OR flops < 0", "a negative step, tokens or flops"),
-              (nonfinite, "NOT isfinite(value) OR NOT isfinite(step)", "a NaN or infinite value"),
-              (no_run, "run IS NULL OR trim(run) = '' OR metric IS NULL", "an empty run or metric name")]
-    for count, cond, what in checks:
-        if count:
-            row = conn.exec_driver_sql(
-                f"SELECT rn FROM (SELECT row_number() OVER () AS rn, * FROM _ss_stage) WHERE {cond} LIMIT 1"
-            ).scalar()
-            raise InputError(f"{filename}: {count} row(s) have {what} (first at data row {row}); "
-                             "fix or remove them and import again.")
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    first = str(getattr(exc, "orig", exc)).splitlines()[0]
+    if "NOT NULL" in first:
+        return InputError(f"{path.name}: some rows have an empty value or metric; fill or remove them.")
+    return InputError(f"{path.name}: a row does not fit the table ({first}); check that every row has the "
+                      "same columns and numbers where numbers belong.")
 
 
-def _move_stage(conn, path: Path, on_duplicate: str, source_format: str) -> list[dict]:
-    names = [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT run FROM _ss_stage ORDER BY 1").fetchall()]
+def _validate_inserted(conn, filename: str) -> None:
+    bad = conn.exec_driver_sql(
+        "SELECT r.name, m.step, m.value, m.tokens, m.flops FROM metrics m JOIN _ss_ids i ON i.run_id = m.run_id "
+        "JOIN runs r ON r.id = m.run_id WHERE m.step < 0 OR m.tokens < 0 OR m.flops < 0 "
+        "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL LIMIT 1").first()
+    if bad is None:
+        return
+    run, step, value, tokens, flops = bad
+    if step is None:
+        what = "a missing step"
+    elif value is not None and not math.isfinite(value):
+        what = f"a NaN or infinite value at step {step:g}"
+    elif step < 0 or not math.isfinite(step):
+        what = f"a negative or infinite step ({step})"
+    else:
+        what = f"a negative tokens/flops count at step {step:g}"
+    raise InputError(f"{filename}: run {run!r} has {what}; fix or remove that row and import again.")
+
+
+def _create_runs(conn, path: Path, names: list[str], on_duplicate: str, source_format: str):
+    """Insert the run rows (after the duplicate policy) and leave their ids in temp table _ss_ids."""
     existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
     clash = [n for n in names if n in existing]
     rename = {}
@@ -119,8 +139,6 @@ def _move_stage(conn, path: Path, on_duplicate: str, source_format: str) -> list
             raise DuplicateRunError(f"A run named {clash[0]!r} already exists: choose skip, replace or rename "
                                     "for duplicates.")
         if on_duplicate == "skip":
-            conn.execute(sa.text("DELETE FROM _ss_stage WHERE run IN :n").bindparams(
-                sa.bindparam("n", expanding=True)), {"n": clash})
             names = [n for n in names if n not in existing]
         elif on_duplicate == "replace":
             ids = list(conn.execute(sa.select(schema.runs.c.id).where(schema.runs.c.name.in_(clash))).scalars())
@@ -136,33 +154,15 @@ def _move_stage(conn, path: Path, on_duplicate: str, source_format: str) -> list
                 rename[n] = f"{n} ({i})"
                 taken.add(rename[n])
     if not names:
-        return []
-    import pyarrow as pa
-
+        return {}, rename
     final = [rename.get(n, n) for n in names]
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_names (run VARCHAR, final VARCHAR)")
     Store.bulk_insert(conn, sa.table("_ss_names"), pa.table({"run": names, "final": final}))
-    returned = conn.exec_driver_sql(
+    conn.exec_driver_sql(
         "INSERT INTO runs (name, source_format, source_file, arch, flops_rule, config, tags) "
-        f"SELECT final, ?, ?, 'dense', 'as logged', '{{}}', '[]' FROM _ss_names RETURNING id, name",
-        (source_format, path.name)).fetchall()
-    by_final = {name: run_id for run_id, name in returned}
-    ids = {n: by_final[f] for n, f in zip(names, final)}
+        "SELECT final, ?, ?, 'dense', 'as logged', '{}', '[]' FROM _ss_names", (source_format, path.name))
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_ids AS "
                          "SELECT n.run, r.id AS run_id FROM _ss_names n JOIN runs r ON r.name = n.final")
     conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_names")
-    conn.exec_driver_sql(
-        "INSERT INTO metrics (run_id, name, step, tokens, flops, wall_time, value) "
-        "SELECT i.run_id, s.metric, s.step, s.tokens, s.flops, s.wall_time, s.value "
-        "FROM _ss_stage s JOIN _ss_ids i ON i.run = s.run")
-    rows = conn.exec_driver_sql(
-        "SELECT i.run_id, count(*), NULL, NULL FROM _ss_stage s JOIN _ss_ids i ON i.run = s.run "
-        "GROUP BY i.run_id").fetchall()
-    counts = {run_id: n_rows for run_id, n_rows, _, _ in rows}
-    conn.exec_driver_sql(
-        "UPDATE runs SET tokens = t.tokens, flops = t.flops FROM (SELECT run_id, max(tokens) AS tokens, "
-        "max(flops) AS flops FROM metrics WHERE run_id IN (SELECT run_id FROM _ss_ids) GROUP BY run_id) t "
-        "WHERE runs.id = t.run_id")
-    conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_ids")
-    return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts.get(i, 0)}
-            for n, i in ids.items()]
+    ids = dict(conn.exec_driver_sql("SELECT run, run_id FROM _ss_ids").fetchall())
+    return {n: ids[n] for n in names}, rename

@@ -50,12 +50,17 @@ def test_long_table_bad_rows_leave_store_unchanged(store, tmp_path):
     frame = write_long(bad, runs=("x",)).astype({"value": object})
     frame.loc[7, "value"] = "oops"
     frame.to_csv(bad, index=False)
-    with pytest.raises(InputError, match=r"Line: 9"):
+    with pytest.raises(InputError, match=r"oops|Line: 9"):
         ingest_long_table(store, bad)
     frame.loc[7, "value"] = 1.0
     frame.loc[3, "step"] = -2
     frame.to_csv(bad, index=False)
-    with pytest.raises(InputError, match="negative"):
+    with pytest.raises(InputError, match="run 'x' has a negative"):
+        ingest_long_table(store, bad)
+    frame.loc[3, "step"] = 3
+    frame.loc[5, "value"] = float("nan")
+    frame.to_csv(bad, index=False, na_rep="nan")
+    with pytest.raises(InputError, match="NaN or infinite value at step 5"):
         ingest_long_table(store, bad)
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match="empty"):
