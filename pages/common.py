@@ -17,8 +17,24 @@ def _open_store(url: str) -> Store:
     return store
 
 
+def _leave_pages_folder_mode() -> None:
+    """Make a deep link (e.g. a shared /planner?... URL) go through app.py's st.navigation.
+
+    Streamlit treats an app with a ``pages/`` folder as a v1 multipage app until the first
+    ``st.navigation`` call; a first request for /planner would then run pages/planner.py alone
+    (no shared layout, a raw file list in the sidebar). Switching that mode off and rerunning
+    sends the request through app.py, which keeps the URL's page and query parameters.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def get_store() -> Store:
     """The one Store of this server process, shared by all browser sessions (st.cache_resource)."""
+    _leave_pages_folder_mode()
     return _open_store(default_url())
 
 
