@@ -73,12 +73,14 @@ def _check_rows(evals: pd.DataFrame) -> pd.DataFrame:
     names = frame["run"].astype(object)
     empty = names.isna() | (names.astype(str).str.strip() == "")
     if empty.any():
-        raise InputError(f"Eval row {int(np.argmax(empty.to_numpy())) + 1} has no run/model name; name every row's model.")
+        row = int(np.argmax(empty.to_numpy())) + 1
+        raise InputError(f"Eval row {row} has no run/model name; name every row's model.")
     frame["run"] = names.astype(str).str.strip()
     for col in ("task", "metric"):
         blank = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
         if blank.any():
-            raise InputError(f"Eval row {int(np.argmax(blank.to_numpy())) + 1} has no {col}; name the task and metric on every row.")
+            row = int(np.argmax(blank.to_numpy())) + 1
+            raise InputError(f"Eval row {row} has no {col}; name the task and metric on every row.")
         frame[col] = frame[col].astype(str).str.strip()
     for col in ("step", "value", "stderr"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")

@@ -1,0 +1,121 @@
+"""The Evals page, run headless with streamlit.testing.v1.AppTest on a temporary store: the table
+and its filters, score vs scale with a fitted law, a forecast and "store this fit", the PCA view,
+and score vs training loss for evals attached to logged runs."""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db.evals import import_eval_paths, store_evals
+from db.fits import list_fits
+from db.seed import seed_if_empty
+from db.store import Store
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "evals.py")
+TIMEOUT = 120  # a busy CI machine: the first run imports plotly and scipy
+
+
+@pytest.fixture
+def page_store(db_url, monkeypatch):
+    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL)."""
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    store = Store(db_url)
+    yield store
+    store.close()
+
+
+def chart_spec(at: AppTest, key: str) -> dict:
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        if element.proto.id and key in element.proto.id:
+            return spec
+    raise AssertionError(f"no plotly chart with key {key!r}")
+
+
+def values(array) -> list:
+    """A Plotly spec array: a list, or Plotly 6+'s typed array {"dtype", "bdata" (base64)}."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array)
+
+
+def texts(elements) -> list:
+    return [e.value for e in elements]
+
+
+def test_table_fit_forecast_store_and_pca_on_the_reference_table(page_store, reference_dir):
+    import_eval_paths(page_store, [str(reference_dir / "obsscaling_base_llm_benchmark_eval.csv")])
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert "1144 of 1144 eval results · 148 runs · 8 tasks" in at.caption[0].value
+
+    at.selectbox(key="evals_benchmark").set_value("MMLU · score")
+    at.selectbox(key="evals_x").set_value("flops").run()
+    assert any("25 run(s) have no training compute (FLOPs)" in w for w in texts(at.warning))
+    spec = chart_spec(at, "evals_scaling_chart")
+    assert spec["layout"]["xaxis"]["type"] == "log"
+    assert sum(len(values(t["x"])) for t in spec["data"]) == 123  # one line per family, 123 models with FLOPs
+
+    at.number_input(key="evals_floor").set_value(0.25)
+    at.number_input(key="evals_bootstrap").set_value(20)
+    at.button(key="evals_fit_button").click().run()
+    assert not at.exception and not at.error
+    forecast = [m for m in texts(at.markdown) if m.startswith("**Forecast:**")]
+    assert len(forecast) == 1 and "95% interval" in forecast[0]
+    params = next(d.value for d in at.dataframe if "parameter" in d.value.columns).set_index("parameter")
+    assert params.loc["floor", "value"] == 0.25 and 0.6 < params.loc["ceiling", "value"] <= 1.0
+    assert (params["lower"] <= params["value"] + 1e-12).all() and (params["value"] <= params["upper"] + 1e-12).all()
+    names = [t.get("name") for t in chart_spec(at, "evals_scaling_chart")["data"]]
+    assert "sigmoid fit" in names and "forecast" in names and "95% band (bootstrap)" in names
+
+    at.button(key="evals_store_fit").click().run()
+    assert any("(target MMLU/score)" in s for s in texts(at.success))
+    fits = list_fits(page_store)
+    assert fits["target"].tolist() == ["MMLU/score"] and fits["law"].tolist() == ["sigmoid_floor_ceiling"]
+    assert fits["params"].iloc[0]["floor"] == 0.25 and set(fits["intervals"].iloc[0]) == {"floor", "ceiling", "w", "w0"}
+
+    # PCA view: PC1 of the eight benchmarks explains about 85% of the variance
+    assert "**PC1 explains 85.1% of the variance**; the first three 97.4%." in texts(at.markdown)
+    scree = chart_spec(at, "evals_scree")
+    assert len(values(scree["data"][0]["y"])) == 8 and values(scree["data"][0]["y"])[0] == pytest.approx(0.851, abs=1e-3)
+    heat = chart_spec(at, "evals_loadings")
+    assert values(heat["data"][0]["x"]) == ["PC1", "PC2", "PC3"] and len(values(heat["data"][0]["y"])) == 8
+    space = chart_spec(at, "evals_pc_space")
+    assert "Llama-2" in {t["name"] for t in space["data"]}  # coloured by family
+
+    # filtering the table by family narrows every view below it
+    at.multiselect(key="evals_filter_families").set_value(["Llama-2", "Pythia"]).run()
+    assert "of 1144 eval results · 11 runs" in at.caption[0].value
+
+
+def test_scores_against_training_loss_of_logged_runs(page_store):
+    seed_if_empty(page_store)  # the synthetic demo sweep: 30 runs with loss curves
+    runs = page_store.runs()
+    final_loss = page_store.final_values("loss").set_index("run")["value"]
+    demo = runs["name"].tolist()[:12]
+    score = {r: float(np.clip(0.25 + 0.6 / (1 + np.exp(4 * (final_loss[r] - 3.2))), 0, 1)) for r in demo}
+    store_evals(page_store, pd.DataFrame({"run": demo, "step": np.nan, "task": "hellaswag", "metric": "acc_norm",
+                                          "value": [score[r] for r in demo], "stderr": 0.01}))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert texts(at.info) == ["The PCA needs at least 2 benchmarks and 3 models with scores; the rows shown give "
+                              "1 benchmark(s) and 12 model(s). Import more, or widen the filters."]
+    at.selectbox(key="evals_x").set_value("loss").run()
+    spec = chart_spec(at, "evals_scaling_chart")
+    xs = [x for t in spec["data"] for x in values(t["x"])]
+    assert sorted(xs) == pytest.approx(sorted(final_loss[demo].tolist()))  # each run's final training loss
+    assert spec["layout"]["xaxis"]["type"] == "linear" and spec["layout"]["xaxis"]["title"]["text"] == "training loss"
+
+
+def test_empty_store_invites_an_import(page_store):
+    seed_if_empty(page_store)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert texts(at.info) == ["No eval results yet: import a harness results file or an eval table above."]
+    assert at.button(key="evals_import").disabled
