@@ -177,6 +177,10 @@ def benchmark_pca(matrix: pd.DataFrame, config: Optional[PCAConfig] = None) -> B
     observed_frac = m.notna().mean(axis=1)
     dropped = m.index[observed_frac < cfg.min_observed].tolist()
     m = m.loc[observed_frac >= cfg.min_observed]
+    # Benchmarks that only the dropped models had are now empty: drop them too (else SVD sees NaN).
+    m = m.loc[:, m.notna().any(axis=0)]
+    if m.shape[1] < 2:
+        raise InputError(f"PCA needs at least 2 benchmark columns scored by the kept models; got {m.shape[1]}.")
     if len(m) < 3:
         raise InputError(f"PCA needs at least 3 models with most benchmarks filled; got {len(m)} "
                          f"({len(dropped)} dropped for having under {cfg.min_observed:.0%} of the benchmarks).")

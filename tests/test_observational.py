@@ -155,3 +155,17 @@ def test_bad_inputs_give_clear_messages(base_table):
         benchmark_pca(pd.DataFrame({"a": [0.1, 0.2], "b": [0.3, 0.4]}))
     with pytest.raises(InputError, match="at least 2 benchmark"):
         benchmark_pca(pd.DataFrame({"a": [0.1, 0.2, 0.3]}))
+
+
+def test_benchmarks_of_dropped_models_only_are_dropped_too():
+    """A benchmark scored only by models that PCA drops (too few scores) must not reach the SVD."""
+    rng = np.random.default_rng(3)
+    skill = rng.uniform(0.2, 0.9, size=12)
+    table = pd.DataFrame({f"b{j}": np.clip(skill + rng.normal(0, 0.03, 12), 0, 1) for j in range(4)},
+                         index=[f"m{i}" for i in range(12)])
+    table["only_sparse"] = np.nan
+    sparse = pd.DataFrame({"only_sparse": [0.5, 0.6]}, index=["s0", "s1"])
+    result = benchmark_pca(pd.concat([table, sparse]))
+    assert "only_sparse" not in list(result.benchmarks)
+    assert sorted(result.dropped_models) == ["s0", "s1"]
+    assert result.explained_variance_ratio[0] > 0.8
