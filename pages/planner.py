@@ -1,0 +1,562 @@
+"""Planner: drag a training budget, read off the compute-optimal model size and token count (issue 4).
+
+Every number comes from core/planner.py, core/inference_aware.py and core/accelerators.py; this page
+only reads widgets and draws. The controls and everything they drive live in one ``st.fragment``, so
+a slider move reruns the planner alone. The state (budget, law, inference tokens, experts, cluster)
+is mirrored into ``st.query_params``: the address bar is always a shareable link to this plan.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from core.law_choice import (
+    DEFAULT_PRESET,
+    DEFAULT_ROUTED_PRESET,
+    fit_label,
+    fit_for_planner,
+    plan_for,
+    preset_choice,
+    resolve_accelerator,
+    stored_fit_choice,
+)
+from core.accelerators import accelerators, budget_from_accelerators, days_for_flops, dtypes, peak_row
+from core.errors import PlanError
+from core.inference_aware import inference_optimum, inference_optimum_for_model
+from core.laws import ChinchillaParams
+from core.planner import FLOPS_PER_PARAM_TOKEN, chinchilla_frontier, iso_flop_curve, loss_function, moe_optimum
+from core.planner import plan as plan_law
+from core.planner import params_from_fit
+from core.presets import list_presets
+from core.reference_models import reference_models
+from db.fits import get_fit, list_fits
+from db.probes import list_probes
+from pages.common import get_store, user_errors
+
+# Renard R10 preferred numbers (ISO 3): ten steps per decade, each ≈ 0.1 decade, with short
+# mantissas, so the slider is log-scaled and every budget it shows is the exact budget planned.
+R10 = ("1", "1.25", "1.6", "2", "2.5", "3.15", "4", "5", "6.3", "8")
+BUDGET_OPTIONS = [float(f"{m}e{k}") for k in range(18, 27) for m in R10] + [1e27]  # 1e18 … 1e27 FLOPs
+DEFAULT_BUDGET = 1e23  # between Chinchilla-70B (5.9e23) and the small models people train most
+INFERENCE_OPTIONS = [0.0] + [float(f"{m}e{k}") for k in range(9, 16) for m in R10] + [1e16]  # tokens
+EXPERT_OPTIONS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]  # experts per routed layer; 1 = dense
+DEFAULT_MFU = 0.4  # typical of large dense training (PaLM reports 46 %; see core/accelerators.py)
+DEFAULT_ACCELERATOR = "H100 SXM"
+# Widget ranges (also what a link may set): wide enough that the planner, not the widget, says
+# when a cluster budget leaves the plannable range (core.planner.FLOPS_MAX).
+MFU_RANGE = (0.05, 1.0)
+COUNT_RANGE = (1.0, 1e7)  # accelerators
+DAYS_RANGE = (0.01, 1e5)
+PRICE_RANGE = (0.0, 1e5)  # per accelerator-hour, any currency; 0 = no cost
+
+# Plot extents (log10): wide enough for every budget on the slider and every reference model.
+LOG_N_RANGE = (7.0, 13.5)
+LOG_D_RANGE = (8.5, 15.0)
+CONTOUR_POINTS = 70  # per axis: smooth contours, and a small figure to send on every slider move
+# Reference models named on the plot (all of them show their name on hover): the landmarks of the
+# compute-optimal debate; naming all 21 clutters the plot and slows every redraw.
+LABELLED_MODELS = {"GPT-3 175B", "Gopher 280B", "Chinchilla 70B", "LLaMA-2 7B", "Llama-3 8B", "Llama-3.1 405B",
+                   "PaLM 540B"}
+CURVE_POINTS = 160  # loss along the chosen budget's iso-FLOP line
+CURVE_DECADES = 1.5  # the curve spans N*·10^±1.5: the minimum and both walls of the valley
+
+
+# ------------------------------------------------------------------------------------ formatting
+def sci(x: float) -> str:
+    """1.25e+23 → '1.25e23' (three significant digits): budgets and token counts on sliders."""
+    return f"{x:.3g}".replace("e+", "e")
+
+
+def human(x: float) -> str:
+    """40310496396 → '40.31B': four significant digits with a K/M/B/T suffix (parseable back)."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g}{suffix}"
+    return f"{x:.4g}"
+
+
+def tokens_label(x: float) -> str:
+    return "none" if x == 0 else sci(x)
+
+
+# ------------------------------------------------------------------------------------ URL state
+def _snap(raw: str, options: list, what: str) -> float:
+    """The slider option nearest (in log) to a number from the URL; PlanError when off the scale."""
+    try:
+        x = float(raw)
+    except ValueError:
+        raise PlanError(f"The link's {what} {raw!r} is not a number; showing the default.") from None
+    if options[0] == 0.0 and x == 0:
+        return 0.0
+    positive = [o for o in options if o > 0]
+    if not (math.isfinite(x) and positive[0] / 1.2 <= x <= positive[-1] * 1.2):
+        raise PlanError(f"The link's {what} {raw} is outside the slider's {sci(positive[0])}–"
+                        f"{sci(positive[-1])}; showing the default. Pick one with the slider.")
+    return min(positive, key=lambda o: abs(math.log(o / x)))
+
+
+def _parse_experts(raw: str) -> int:
+    if raw.strip() not in {str(e) for e in EXPERT_OPTIONS}:
+        raise PlanError(f"The link's experts {raw!r} is not one of {EXPERT_OPTIONS}; showing dense (1).")
+    return int(raw)
+
+
+def _number_in(lo: float, hi: float, what: str):
+    """Parser for a number widget's URL value: PlanError unless lo ≤ value ≤ hi (the widget's range)."""
+    def parse(raw: str) -> float:
+        try:
+            x = float(raw)
+        except ValueError:
+            x = math.nan
+        if not lo <= x <= hi:  # also False for NaN
+            raise PlanError(f"The link's {what} {raw!r} must be a number from {lo:g} to {hi:g}; "
+                            "showing the default.")
+        return x
+    return parse
+
+
+def _choice_in(options: list[str], what: str):
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise PlanError(f"The link's {what} {raw!r} is not available here; showing the default.")
+        return raw
+    return parse
+
+
+def _seed(key: str, param: str, default, parse, problems: list[str]) -> None:
+    """Give widget ``key`` its first value: from the URL's ``param`` when valid, else ``default``.
+
+    Only when the widget has no state yet (first draw on this visit), so the URL never fights the
+    user's later moves.
+    """
+    if key in st.session_state:
+        return
+    raw = st.query_params.get(param)
+    value = default
+    if raw is not None:
+        try:
+            value = parse(raw)
+        except PlanError as exc:
+            problems.append(str(exc))
+        except (TypeError, ValueError):
+            problems.append(f"The link's {param} {raw!r} cannot be used; showing the default.")
+    st.session_state[key] = value
+
+
+def _write_url(state: dict) -> None:
+    """Mirror ``state`` (param → str, None to drop) into the address bar, touching only changes."""
+    for param, value in state.items():
+        if value is None:
+            if param in st.query_params:
+                del st.query_params[param]
+        elif st.query_params.get(param) != value:
+            st.query_params[param] = value
+
+
+# ------------------------------------------------------------------------------------ plots
+def _log_axis(title: str, span: tuple[float, float]) -> dict:
+    ticks = list(range(math.ceil(span[0]), math.floor(span[1]) + 1))
+    return dict(title=title, range=list(span), tickvals=ticks, ticktext=[f"1e{t}" for t in ticks],
+                zeroline=False)
+
+
+def _scatter(**trace) -> dict:
+    return {"type": "scatter", **trace}
+
+
+def allocation_figure(law, flops, best, frontier, aware=None, moe=None) -> dict:
+    """Iso-loss contours over (N, D), iso-FLOP lines, the frontier, the plan and reference models.
+
+    Built as a plain figure dict: ``st.plotly_chart`` validates it once, where ``go.Figure`` plus
+    ``add_trace`` would validate every trace twice (≈ 3× the time of one slider move's maths).
+    """
+    log_n = np.linspace(*LOG_N_RANGE, CONTOUR_POINTS)
+    log_d = np.linspace(*LOG_D_RANGE, CONTOUR_POINTS)
+    with np.errstate(all="ignore"):
+        loss = loss_function(law)(10.0 ** log_n[None, :], 10.0 ** log_d[:, None])  # (D, N)
+    levels = best.loss + 0.1 * np.arange(-6, 13)  # the contour through the chosen point is always drawn
+    data = [{
+        "type": "contour", "x": log_n, "y": log_d, "z": np.round(loss, 4), "colorscale": "Viridis",
+        "reversescale": True, "name": "iso-loss", "line": {"width": 1},
+        # Level labels on the lines would double the browser's drawing time per slider move: the
+        # colour bar and the hover carry the values instead.
+        "showscale": True, "colorbar": {"title": {"text": "loss", "side": "right"}, "thickness": 10, "len": 0.6},
+        "contours": {"coloring": "lines", "start": levels[0], "end": levels[-1], "size": 0.1},
+        "hovertemplate": "N 10^%{x:.2f}<br>D 10^%{y:.2f}<br>loss %{z:.3f}<extra></extra>"}]
+    # Iso-FLOP lines, one per decade: log D = log(C/6) − log N, straight lines of slope −1.
+    xs, ys, label_x, label_y, labels = [], [], [], [], []
+    for k in range(18, 28):
+        off = k - math.log10(FLOPS_PER_PARAM_TOKEN)
+        xs += [LOG_N_RANGE[0], LOG_N_RANGE[1], None]
+        ys += [off - LOG_N_RANGE[0], off - LOG_N_RANGE[1], None]
+        x_top = max(LOG_N_RANGE[0], off - LOG_D_RANGE[1])  # where the line enters the plot
+        if x_top < LOG_N_RANGE[1] - 0.3:
+            label_x.append(x_top + 0.15)
+            label_y.append(off - x_top - 0.15)
+            labels.append(f"1e{k}")
+    data.append(_scatter(x=xs, y=ys, mode="lines", line={"color": "#bbbbbb", "width": 1, "dash": "dot"},
+                         name="iso-FLOP (per decade)", hoverinfo="skip"))
+    data.append(_scatter(x=label_x, y=label_y, mode="text", text=labels, showlegend=False,
+                         textfont={"size": 9, "color": "#999999"}, hoverinfo="skip"))
+    off = math.log10(flops / FLOPS_PER_PARAM_TOKEN)
+    data.append(_scatter(x=list(LOG_N_RANGE), y=[off - LOG_N_RANGE[0], off - LOG_N_RANGE[1]], mode="lines",
+                         line={"color": "crimson", "width": 2}, name=f"this budget, {sci(flops)} FLOPs",
+                         hoverinfo="skip"))
+    data.append(_scatter(x=np.log10(frontier[0]), y=np.log10(frontier[1]), mode="lines",
+                         line={"color": "black", "width": 2}, name="compute-optimal frontier",
+                         customdata=[[human(n), human(d)] for n, d in zip(*frontier)],
+                         hovertemplate="N* %{customdata[0]}<br>D* %{customdata[1]}<extra></extra>"))
+    refs = reference_models()
+    data.append(_scatter(
+        x=[math.log10(m.active_params) for m in refs], y=[math.log10(m.tokens) for m in refs],
+        mode="markers+text", text=[m.name if m.name in LABELLED_MODELS else "" for m in refs],
+        hovertext=[m.name for m in refs],
+        textposition=["bottom right" if m.name == "Gopher 280B" else "top right" for m in refs],  # GPT-3: same D
+        textfont={"size": 9, "color": "#555555"}, marker={"size": 7, "color": "#777777", "symbol": "circle-open"},
+        name="published models", customdata=[[human(m.active_params), human(m.tokens), f"{m.tokens_per_param:.1f}",
+                                              sci(m.flops), m.source] for m in refs],
+        hovertemplate="%{hovertext}<br>N %{customdata[0]} (active), D %{customdata[1]}, D/N %{customdata[2]}"
+                      "<br>≈ %{customdata[3]} FLOPs<br>%{customdata[4]}<extra></extra>"))
+    data.append(_scatter(x=[math.log10(best.n_params)], y=[math.log10(best.tokens)], mode="markers",
+                         marker={"size": 16, "color": "crimson", "symbol": "star"}, name="compute-optimal plan",
+                         hovertemplate=f"N* {human(best.n_params)}<br>D* {human(best.tokens)}<br>"
+                                       f"loss {best.loss:.4f}<extra></extra>"))
+    if aware is not None and aware.inference_tokens > 0:
+        data.append(_scatter(x=[math.log10(aware.n_params)], y=[math.log10(aware.tokens)], mode="markers",
+                             marker={"size": 12, "color": "darkorange", "symbol": "diamond"},
+                             name="inference-aware plan",
+                             hovertemplate=f"N {human(aware.n_params)}<br>D {human(aware.tokens)}<extra></extra>"))
+    if moe is not None:
+        data.append(_scatter(x=[math.log10(moe.n_active_params)], y=[math.log10(moe.tokens)], mode="markers",
+                             marker={"size": 12, "color": "royalblue", "symbol": "square"},
+                             name=f"MoE, {moe.n_experts:g} experts (active N)",
+                             hovertemplate=f"N active {human(moe.n_active_params)}<br>D {human(moe.tokens)}"
+                                           "<extra></extra>"))
+    layout = {"height": 640, "margin": {"t": 30, "l": 10, "r": 10, "b": 10},
+              "legend": {"font": {"size": 10}, "orientation": "h", "yanchor": "top", "y": -0.12},
+              "xaxis": _log_axis("parameters N", LOG_N_RANGE), "yaxis": _log_axis("training tokens D", LOG_D_RANGE),
+              "title": {"text": "Iso-loss contours (nats) with iso-FLOP lines", "font": {"size": 14}}}
+    return {"data": data, "layout": layout}
+
+
+def iso_flop_figure(law, flops, best) -> dict:
+    """Loss against N along the chosen budget's iso-FLOP line, N* marked (and its band)."""
+    n = np.logspace(math.log10(best.n_params) - CURVE_DECADES, math.log10(best.n_params) + CURVE_DECADES,
+                    CURVE_POINTS)
+    tokens, loss = iso_flop_curve(flops, law, n)
+    shapes, annotations = [], []
+    if best.intervals:
+        lo, hi = (math.log10(v) for v in best.intervals["n_params"])
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": lo, "x1": hi, "y0": 0, "y1": 1,
+                       "fillcolor": "crimson", "opacity": 0.12, "line": {"width": 0}})
+        annotations.append({"xref": "x", "yref": "paper", "x": lo, "y": 1, "xanchor": "left", "showarrow": False,
+                            "text": f"{best.interval_level:.0%} band of N*"})
+    data = [_scatter(x=np.log10(n), y=loss, mode="lines", line={"color": "crimson"}, name="loss",
+                     customdata=[[human(a), human(b)] for a, b in zip(n, tokens)],
+                     hovertemplate="N %{customdata[0]}, D %{customdata[1]}<br>loss %{y:.4f}<extra></extra>"),
+            _scatter(x=[math.log10(best.n_params)], y=[best.loss], mode="markers",
+                     marker={"size": 14, "color": "crimson", "symbol": "star"}, name="N*",
+                     hovertemplate=f"N* {human(best.n_params)}<br>loss {best.loss:.4f}<extra></extra>")]
+    span = (math.log10(n[0]), math.log10(n[-1]))
+    layout = {"height": 640, "margin": {"t": 30, "l": 10, "r": 10, "b": 10}, "showlegend": False,
+              "xaxis": _log_axis("parameters N (tokens D = C / 6N)", span),
+              "yaxis": {"title": "predicted loss (nats/token)"}, "shapes": shapes, "annotations": annotations,
+              "title": {"text": f"Loss along the {sci(flops)}-FLOP line", "font": {"size": 14}}}
+    return {"data": data, "layout": layout}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def frontier_points(law_key: str, _law) -> tuple[np.ndarray, np.ndarray]:
+    """(N*, D*) over budgets 1e17–1e28 for the frontier line (cached per law: the search is ~0.4 ms a budget)."""
+    budgets = np.logspace(17, 28, 45)
+    if isinstance(_law, ChinchillaParams):
+        n, d, _ = chinchilla_frontier(budgets, _law)
+        return n, d
+    plans = []
+    for c in budgets:
+        try:
+            plans.append(plan_law(c, _law))
+        except PlanError:  # a budget where the law has no interior optimum: leave a gap
+            continue
+    return np.array([p.n_params for p in plans]), np.array([p.tokens for p in plans])
+
+
+# ------------------------------------------------------------------------------------ widgets
+def metric(column, key: str, label: str, value: str, band: str | None = None, help: str | None = None) -> None:
+    """One output number in a keyed container (``.st-key-<key>``: the browser tests read it)."""
+    with column.container(key=key):
+        st.metric(label, value, help=help)
+        if band:
+            st.caption(band)
+
+
+def stored_fit(fits, key: str) -> dict:
+    """The fit row behind picker key "fit-<id>", from the list read once per full run (list_fits
+    decodes the same JSON as get_fit), so a slider move does not query the database."""
+    rows = fits[fits["id"] == int(key.split("-")[1])]
+    return rows.iloc[0].to_dict() if len(rows) else get_fit(get_store(), int(key.split("-")[1]))
+
+
+def law_labels(fits) -> dict[str, str]:
+    """Picker key → label for every law the planner offers: dense presets, then every stored fit."""
+    presets = [p for p in list_presets() if p.law != "routed"]
+    labels = {p.key: p.label for p in presets}
+    for row in fits.itertuples():
+        labels[f"fit-{int(row.id)}"] = fit_label(row.id, getattr(row, "name", None), row.law, row.method, row.target)
+    return labels
+
+
+def cluster_inputs(problems: list[str], probes, with_size: bool) -> dict:
+    """Accelerator, dtype, MFU (assumed, or measured by a stored probe), price; count and days too
+    when the cluster defines the budget."""
+    names = accelerators()
+    _seed("planner_accelerator", "accelerator", DEFAULT_ACCELERATOR, resolve_accelerator, problems)
+    cols = st.columns(6 if with_size else 4)
+    accelerator = cols[0].selectbox("Accelerator", names, key="planner_accelerator")
+    dtype_options = dtypes(accelerator)
+    _seed("planner_dtype", "dtype", dtype_options[0], _choice_in(dtype_options, "dtype"), problems)
+    if st.session_state["planner_dtype"] not in dtype_options:  # the accelerator changed
+        st.session_state["planner_dtype"] = dtype_options[0]
+    dtype = cols[1].selectbox("Precision", dtype_options, key="planner_dtype",
+                              help=peak_row(accelerator, dtype_options[0]).source)
+    measured = probes[probes["mfu"].notna()] if len(probes) else probes
+    source = "assumed"
+    if len(measured):
+        mfu_labels = {"assumed": "assumed (slider)"} | {
+            f"probe-{int(r.id)}": f"measured: {r.device} {r.dtype} ({r.kind}) {r.mfu:.1%}"
+            for r in measured.itertuples()}
+        source = cols[2].selectbox("MFU from", list(mfu_labels), format_func=mfu_labels.get,
+                                   key="planner_mfu_source",
+                                   help="Measured by ScaleScope's throughput probe (Probes page), or assumed.")
+    if source == "assumed":
+        _seed("planner_mfu", "mfu", DEFAULT_MFU, _number_in(*MFU_RANGE, "MFU"), problems)
+        mfu = cols[2].slider("MFU", *MFU_RANGE, step=0.01, key="planner_mfu",
+                             help="Model FLOPs utilisation (PaLM appendix B): 0.35–0.55 is typical.")
+    else:
+        mfu = float(measured.set_index("id").loc[int(source.split("-")[1]), "mfu"])
+    out = {"accelerator": accelerator, "dtype": dtype, "mfu": mfu, "measured_mfu": source != "assumed"}
+    if with_size:
+        _seed("planner_count", "count", 1024.0, _number_in(*COUNT_RANGE, "accelerator count"), problems)
+        _seed("planner_days", "days", 30.0, _number_in(*DAYS_RANGE, "days"), problems)
+        out["count"] = cols[3].number_input("Count", *COUNT_RANGE, step=1.0, format="%g", key="planner_count")
+        out["days"] = cols[4].number_input("Days", *DAYS_RANGE, step=1.0, format="%g", key="planner_days")
+    _seed("planner_price", "price", 0.0, _number_in(*PRICE_RANGE, "price"), problems)
+    out["price"] = cols[-1].number_input("Price per accelerator-hour", *PRICE_RANGE, step=0.5,
+                                         format="%g", key="planner_price", help="0 = no cost shown")
+    return out
+
+
+# ------------------------------------------------------------------------------------ the planner
+@st.fragment
+def planner(fits, probes) -> None:
+    problems: list[str] = []
+    labels = law_labels(fits)
+    law_keys = list(labels)
+    _seed("planner_law", "law", DEFAULT_PRESET, _choice_in(law_keys, "law"), problems)
+    _seed("planner_mode", "mode", "flops", _choice_in(["flops", "cluster"], "budget mode"), problems)
+    _seed("planner_inference", "inference_tokens", 0.0,
+          lambda r: _snap(r, INFERENCE_OPTIONS, "inference tokens"), problems)
+    _seed("planner_experts", "experts", 1, _parse_experts, problems)
+    for problem in problems[:]:
+        st.error(problem)
+    problems.clear()
+
+    c1, c2 = st.columns([3, 1])
+    law_key = c1.selectbox("Scaling law", law_keys, format_func=labels.get, key="planner_law")
+    mode = c2.radio("Budget as", ["flops", "cluster"], horizontal=True, key="planner_mode",
+                    format_func={"flops": "FLOPs", "cluster": "accelerators × days"}.get)
+    choice = None
+    with user_errors():
+        if law_key.startswith("fit-"):
+            choice = stored_fit_choice(stored_fit(fits, law_key))
+        else:
+            choice = preset_choice(law_key)
+    if choice is not None:
+        st.caption(f"Source: {choice.citation}" + (f" — {choice.note}" if choice.note else ""))
+
+    if mode == "flops":
+        _seed("planner_budget", "budget", DEFAULT_BUDGET, lambda r: _snap(r, BUDGET_OPTIONS, "budget"), problems)
+        flops = st.select_slider("Training budget (FLOPs, log scale)", BUDGET_OPTIONS, format_func=sci,
+                                 key="planner_budget")
+        with st.expander("Hardware and cost"):
+            hardware = cluster_inputs(problems, probes, with_size=False)
+    else:
+        hardware = cluster_inputs(problems, probes, with_size=True)
+        flops = None
+    c1, c2 = st.columns(2)
+    inference_tokens = c1.select_slider("Lifetime inference demand (tokens)", INFERENCE_OPTIONS,
+                                        format_func=tokens_label, key="planner_inference",
+                                        help="Tokens the model will generate or read over its life "
+                                             "(Sardana & Frankle 2023).")
+    experts = c2.select_slider("Experts per routed layer (1 = dense)", EXPERT_OPTIONS, key="planner_experts")
+    for problem in problems:
+        st.error(problem)
+
+    url = {"law": law_key, "mode": mode, "inference_tokens": tokens_label(inference_tokens).replace("none", "0"),
+           "experts": str(experts), "budget": sci(flops) if mode == "flops" else None}
+    for param in ("accelerator", "dtype", "mfu", "count", "days", "price"):
+        url[param] = None
+    if mode == "cluster" or hardware["price"] > 0:
+        url |= {"accelerator": hardware["accelerator"], "dtype": hardware["dtype"]}
+        if not hardware["measured_mfu"]:
+            url["mfu"] = f"{hardware['mfu']:g}"
+        url["price"] = f"{hardware['price']:g}" if hardware["price"] > 0 else None
+    if mode == "cluster":
+        url |= {"count": f"{hardware['count']:g}", "days": f"{hardware['days']:g}"}
+    try:
+        if choice is not None:
+            results(choice, flops, hardware, inference_tokens, experts, fits)
+    finally:
+        _write_url(url)
+
+
+def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
+    budget, best = None, None
+    with user_errors():
+        if flops is None:
+            budget = budget_from_accelerators(hardware["accelerator"], hardware["count"], hardware["days"],
+                                              hardware["mfu"], dtype=hardware["dtype"],
+                                              price_per_hour=hardware["price"] or None)
+            flops = budget.flops
+        best = plan_for(flops, choice)
+    if best is None:
+        return
+
+    if budget is not None:
+        hours, cost = budget.accelerator_hours, budget.cost
+        st.caption(f"{budget.count:g} × {budget.accelerator} ({budget.dtype}, {budget.peak_tflops:g} TFLOP/s dense) "
+                   f"× {budget.days:g} days × MFU {budget.mfu:.0%} = {sci(budget.flops)} FLOPs. Peak: {budget.source}.")
+    else:
+        hours, cost = None, None
+        with user_errors():
+            hours = 24.0 * days_for_flops(flops, hardware["accelerator"], 1.0, hardware["mfu"], hardware["dtype"])
+            cost = hours * hardware["price"] if hardware["price"] > 0 else None
+
+    bands = best.intervals or {}
+
+    def band(key, fmt):
+        if key not in bands:
+            return None
+        lo, hi = bands[key]
+        return f"{best.interval_level:.0%} band: {fmt(lo)} – {fmt(hi)}"
+
+    st.subheader("Compute-optimal plan")
+    cols = st.columns(6)
+    metric(cols[0], "planner_n_params", "N* (parameters)", human(best.n_params), band("n_params", human))
+    metric(cols[1], "planner_tokens", "D* (tokens)", human(best.tokens), band("tokens", human))
+    metric(cols[2], "planner_tokens_per_param", "Tokens / parameter", f"{best.tokens_per_param:.4g}",
+           band("tokens_per_param", lambda x: f"{x:.3g}"))
+    metric(cols[3], "planner_loss", "Loss (nats/token)", f"{best.loss:.4f}",
+           band("loss", lambda x: f"{x:.4f}"))
+    metric(cols[4], "planner_flops", "FLOPs (6·N*·D*)", sci(best.flops))
+    if cost is not None:
+        metric(cols[5], "planner_cost", "Cost", human(cost), help=f"{hours:,.0f} accelerator-hours × "
+               f"{hardware['price']:g} per hour")
+    elif hours is not None:
+        metric(cols[5], "planner_hours", "Accelerator-hours", human(hours),
+               help=f"at MFU {hardware['mfu']:.0%}; set a price per accelerator-hour (Hardware and cost) for cost")
+    how = "closed form (Hoffmann et al. 2022 eq. 4)" if best.method == "closed_form" else \
+        "numerical minimisation along the iso-FLOP line"
+    st.caption(f"{how}. " + (f"Bands: {best.interval_level:.0%} of {best.interval_samples} bootstrap fits."
+                             if best.intervals else "No bootstrap samples for this law: no bands."))
+
+    moe = None
+    if experts > 1:
+        moe = moe_section(choice, flops, experts, fits)
+    aware = inference_section(choice, best, inference_tokens)
+
+    left, right = st.columns([3, 2])
+    with user_errors():
+        left.plotly_chart(allocation_figure(choice.params, flops, best,
+                                            frontier_points(choice.key + repr(choice.params), choice.params),
+                                            aware, moe), key="planner_contours", width="stretch")
+        right.plotly_chart(iso_flop_figure(choice.params, flops, best), key="planner_iso_flop", width="stretch")
+
+
+def moe_section(choice, flops, experts, fits):
+    st.subheader(f"Mixture of experts: {experts} experts")
+    routed = [p for p in list_presets("routed")]
+    labels = {p.key: p.label for p in routed}
+    for row in fits[fits["law"] == "routed"].itertuples() if len(fits) else ():
+        labels[f"fit-{int(row.id)}"] = fit_label(row.id, getattr(row, "name", None), row.law, row.method, row.target)
+    st.session_state.setdefault("planner_routed", DEFAULT_ROUTED_PRESET)
+    routed_key = st.selectbox("Routed law", list(labels), format_func=labels.get, key="planner_routed")
+    with user_errors():
+        if routed_key.startswith("fit-"):
+            routed_law = params_from_fit(fit_for_planner(stored_fit(fits, routed_key)))
+            citation = labels[routed_key]
+        else:
+            routed_law = preset_choice(routed_key).params
+            citation = next(p for p in routed if p.key == routed_key).citation
+        moe = moe_optimum(flops, choice.params, routed_law, experts)
+        cols = st.columns(5)
+        metric(cols[0], "planner_moe_active", "Active parameters", human(moe.n_active_params),
+               help="Parameters used per token; training FLOPs are 6 · active · tokens.")
+        metric(cols[1], "planner_moe_effective", "Effective parameters", human(moe.n_effective_params),
+               help="The dense size with the same loss (Clark et al. 2022 §5).")
+        metric(cols[2], "planner_moe_total", "Total parameters", human(moe.n_total_params),
+               help="All experts stored (each expert ≈ 1/3 of the dense base: every other layer's FFN).")
+        metric(cols[3], "planner_moe_tokens", "Training tokens", human(moe.tokens))
+        metric(cols[4], "planner_moe_loss", "Predicted loss", f"{moe.loss:.4f}")
+        st.caption(f"Source: {citation}")
+        return moe
+    return None
+
+
+def inference_section(choice, best, inference_tokens):
+    st.subheader("Inference-aware plan (Sardana & Frankle 2023)")
+    if not isinstance(choice.params, ChinchillaParams):
+        st.info("The inference-aware optimum needs a Chinchilla law (E, A, B, α, β); pick one above.")
+        return None
+    targets = {"budget": f"the loss of this budget's compute-optimal model ({best.loss:.4f})",
+               "model": "the quality of a Chinchilla-optimal model of a given size",
+               "loss": "a target loss"}
+    st.session_state.setdefault("planner_target", "budget")
+    c1, c2 = st.columns([3, 1])
+    target = c1.radio("Target quality", list(targets), format_func=targets.get, key="planner_target",
+                      horizontal=True)
+    aware = None
+    with user_errors():
+        if target == "model":
+            st.session_state.setdefault("planner_reference_params", 13e9)
+            size = c2.number_input("Reference model size (parameters)", min_value=1e6, max_value=1e14,
+                                   format="%.4g", key="planner_reference_params")
+            aware = inference_optimum_for_model(size, inference_tokens, choice.params)
+        elif target == "loss":
+            st.session_state.setdefault("planner_target_loss", round(best.loss, 3))
+            loss = c2.number_input("Target loss (nats/token)", step=0.01, format="%.4f", key="planner_target_loss")
+            aware = inference_optimum(loss, inference_tokens, choice.params)
+        else:
+            aware = inference_optimum(best.loss, inference_tokens, choice.params)
+    if aware is None:
+        return None
+    cols = st.columns(5)
+    metric(cols[0], "planner_aware_n_params", "Model size", human(aware.n_params))
+    metric(cols[1], "planner_aware_tokens", "Training tokens", human(aware.tokens),
+           help=f"{aware.tokens_per_param:.3g} tokens per parameter")
+    metric(cols[2], "planner_aware_total_flops", "Total FLOPs (train + infer)", sci(aware.total_flops),
+           help=f"training {sci(aware.training_flops)} + inference {sci(aware.inference_flops)}")
+    metric(cols[3], "planner_aware_saving", "Saving vs Chinchilla-optimal", f"{aware.flops_saving:.1%}",
+           help="1 − total FLOPs / total FLOPs of the Chinchilla-optimal model of the same loss")
+    metric(cols[4], "planner_aware_loss", "Loss reached", f"{aware.loss:.4f}")
+    st.caption(f"Chinchilla-optimal model of the same loss: {human(aware.chinchilla.n_params)} parameters on "
+               f"{human(aware.chinchilla.tokens)} tokens, {sci(aware.chinchilla_total_flops)} FLOPs "
+               + (f"with {sci(aware.inference_tokens)} inference tokens." if aware.inference_tokens else
+                  "(no inference demand: the two plans coincide).") + " Cost model: 6·N·D_train + 2·N·D_inference.")
+    return aware
+
+
+# ------------------------------------------------------------------------------------ page
+st.title("Planner")
+st.caption("Drag the budget; read off the compute-optimal model size N* and token count D*. "
+           "The address bar always holds a link to this plan.")
+store = get_store()
+planner(list_fits(store), list_probes(store))
+# Outside the fragment: it does not change with the sliders, so a move does not resend it.
+with st.expander("Reference models on the plot (sizes and tokens as published)"):
+    st.dataframe([{"model": m.name, "parameters": human(m.n_params), "active": human(m.active_params),
+                   "tokens": human(m.tokens), "tokens/param": round(m.tokens_per_param, 1),
+                   "≈ FLOPs (6·N_active·D)": sci(m.flops), "source": m.source} for m in reference_models()],
+                 hide_index=True, width="stretch")
