@@ -13,20 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from commands import COMMAND_MODULES
+from commands import modules_for
 from core.errors import ScaleScopeError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the sub-command it names is loaded (fast start)."""
     parser = argparse.ArgumentParser(prog="cli.py", description="ScaleScope: scaling-law research from a terminal.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
+    for module in modules_for(sys.argv[1:] if argv is None else argv):
         module.register(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.handler(args) or 0
     except ScaleScopeError as exc:

@@ -1,13 +1,36 @@
 """CLI sub-commands, one module per feature, each with ``register(subparsers)``.
 
-Every module in this package that defines ``register`` is picked up; a module sets ``handler`` on
-each of its parsers and cli.py dispatches to it.
+``SUBCOMMANDS`` maps each sub-command to the module that defines it, so that ``python cli.py runs``
+imports only what ``runs`` needs (not scipy, torch or transformers). A module sets ``handler`` on
+each of its parsers; cli.py dispatches to it.
 """
 import importlib
-import pkgutil
 
-COMMAND_MODULES = []
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "runs", m.name)):
-    _module = importlib.import_module(f"{__name__}.{_info.name}")
-    if hasattr(_module, "register"):
-        COMMAND_MODULES.append(_module)
+SUBCOMMANDS = {
+    "ingest": "runs", "runs": "runs", "export": "runs", "edit-run": "runs", "delete-runs": "runs",
+    "fit": "fit", "fits": "fit",
+    "plan": "plan",
+    "evals": "evals",
+    "route": "route",
+    "probe": "probe",
+}
+
+
+def modules_for(argv) -> list:
+    """The command modules to load for ``argv``: the one named by its sub-command, else all."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    names = [SUBCOMMANDS[first]] if first in SUBCOMMANDS else sorted(set(SUBCOMMANDS.values()), key=_order)
+    return [m for m in (_load(n) for n in names) if m is not None]
+
+
+def _order(name: str) -> int:
+    return list(dict.fromkeys(SUBCOMMANDS.values())).index(name)
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:  # a feature module not in this checkout
+        if exc.name == f"{__name__}.{name}":
+            return None
+        raise

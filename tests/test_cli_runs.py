@@ -69,3 +69,13 @@ def test_duplicates_and_bad_input_exit_2_store_unchanged(db_url, long_csv, tmp_p
     assert proc.returncode == 2
     names = [r["name"] for r in json.loads(cli("runs", "--db", db_url, "--json").stdout)["runs"]]
     assert names == ["a", "b", "a (2)", "b (2)"]
+
+
+def test_runs_commands_start_without_heavy_imports():
+    """`cli.py runs` loads only its own sub-command: no torch, transformers or scipy at start-up."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "cli.py", "runs", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "db.store" in imported
+    assert not {"torch", "transformers", "scipy"} & imported
