@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="ScaleScope", page_icon=":material/monitoring:", layout="wide")
 
-from pages.common import get_store  # noqa: E402  (after set_page_config)
+from pages.common import APP_MARK, get_store  # noqa: E402  (after set_page_config)
 
 HERE = Path(__file__).resolve().parent
 # (file, title, icon) in the order a researcher uses them.
@@ -23,5 +23,7 @@ PAGE_SPECS = [
 PAGES = [st.Page(path, title=title, icon=icon, default=(i == 0))
          for i, (path, title, icon) in enumerate(PAGE_SPECS) if (HERE / path).exists()]
 
+page = st.navigation(PAGES)
+st.session_state[APP_MARK] = True  # this session goes through app.py (see pages.common)
 get_store()  # open (and on first start, seed) the store before any page draws
-st.navigation(PAGES).run()
+page.run()

@@ -5,13 +5,20 @@ the synthetic sweep of :mod:`core.demo`, tagged "synthetic demo".
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from core.demo import DEMO_TAG, demo_sweep
+from core.errors import ScaleScopeError
 from db.importers.base import ParsedRun
 from db.store import Store
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def demo_runs() -> list[ParsedRun]:
+    """The runs to seed: the bundled probe sweep when present, else the synthetic sweep."""
+    return synthetic_runs()
 
 
 def synthetic_runs() -> list[ParsedRun]:
@@ -23,8 +30,20 @@ def synthetic_runs() -> list[ParsedRun]:
             for r in demo_sweep()]
 
 
-def seed_if_empty(store: Store) -> int:
-    """Seed the demo into an empty store; returns the number of runs added (0 when not empty)."""
+def seed_if_empty(store: Store, routing: bool = False) -> int:
+    """Seed the demo into an empty store; returns the number of runs added (0 when not empty).
+
+    With ``routing``, also capture the bundled tiny MoE checkpoints on the bundled held-out text
+    (issue 5), so the Routing page has heatmaps at once; a broken asset never stops the app.
+    """
     if not store.is_empty():
         return 0
-    return len(store.ingest(synthetic_runs(), on_duplicate="skip"))
+    added = len(store.ingest(demo_runs(), on_duplicate="skip"))
+    if routing:
+        from db.routing_seed import seed_bundled_capture
+
+        try:
+            seed_bundled_capture(store)
+        except ScaleScopeError as exc:  # the runs are seeded; the Routing page can still capture
+            logging.getLogger(__name__).warning("bundled routing capture skipped: %s", exc)
+    return added

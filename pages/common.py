@@ -1,6 +1,7 @@
 """Shared helpers for the pages (not a page itself): the one Store, errors, progress."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import streamlit as st
@@ -10,11 +11,14 @@ from db.seed import seed_if_empty
 from db.store import Store, default_url
 
 
-@st.cache_resource(show_spinner="Opening the database…")
+@st.cache_resource(show_spinner="Opening the database (first start: seeding the demo)…")
 def _open_store(url: str) -> Store:
     store = Store(url)
-    seed_if_empty(store)
+    seed_if_empty(store, routing=os.environ.get("SCALESCOPE_SEED_ROUTING", "1") != "0")
     return store
+
+
+APP_MARK = "_scalescope_via_app"  # set by app.py in every session it has run for
 
 
 def _leave_pages_folder_mode() -> None:
@@ -27,7 +31,7 @@ def _leave_pages_folder_mode() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if not st.session_state.get(APP_MARK) and PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
 

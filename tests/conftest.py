@@ -1,6 +1,7 @@
 """Shared fixtures: temporary DuckDB stores (never :memory:, which each thread sees empty)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,10 @@ if str(ROOT) not in sys.path:
 
 # The public reference tables live beside the project (../shared/data/reference); CI always has them.
 REFERENCE = ROOT.parent / "shared" / "data" / "reference"
+
+# AppTests open the app on a fresh store each time: skip the bundled routing capture there (it
+# takes seconds). The browser tests' server turns it back on, so first start is tested for real.
+os.environ.setdefault("SCALESCOPE_SEED_ROUTING", "0")
 
 
 @pytest.fixture

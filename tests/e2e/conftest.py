@@ -41,7 +41,7 @@ def server(tmp_path_factory):
     _need_chromium()
     db = tmp_path_factory.mktemp("e2e") / "e2e.duckdb"
     port = _free_port()
-    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db}", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db}", PYTHONUNBUFFERED="1", SCALESCOPE_SEED_ROUTING="1")
     log = open(db.with_suffix(".log"), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -90,7 +90,7 @@ def page(browser):
     context.close()
 
 
-def wait_idle(page, timeout=60_000):
+def wait_idle(page, timeout=120_000):
     """Wait until the app has finished its script run (Streamlit's own browser tests do this)."""
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
     page.wait_for_timeout(300)
