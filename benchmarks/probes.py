@@ -1,0 +1,61 @@
+"""CPU throughput of probe-sized models: tokens/s, achieved GFLOP/s and MFU, forward and fwd+bwd.
+
+    nice -n 10 python benchmarks/probes.py [--threads 2] [--iters 5]
+
+MFU on a CPU is relative to a MEASURED peak (fp32 1024³ matmul on the same threads, printed
+first), not a datasheet number. The load average is printed too: on a shared machine it moves
+every number here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from core.probes import throughput  # noqa: E402
+from core.probes.devices import pick_device  # noqa: E402
+from core.probes.model_configs import ModelShape, count_params  # noqa: E402
+
+V = 4096
+SHAPES = {
+    "dense d64 L1 (demo smallest+1)": ModelShape(64, 1, 2, 192, V, 128),
+    "dense d128 L2 (demo middle)": ModelShape(128, 2, 4, 352, V, 128),
+    "dense d192 L3 (demo largest)": ModelShape(192, 3, 6, 512, V, 128),
+    "dense d256 L4": ModelShape(256, 4, 8, 704, V, 128),
+    "moe d128 L4 8x top-2 (bundled tiny MoE)": ModelShape(128, 4, 4, 192, V, 128, n_experts=8, top_k=2),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    choice = pick_device("cpu")
+    peak = throughput.measure_cpu_peak_tflops()
+    print(f"CPU: {choice.name}; torch {torch.__version__}; {args.threads} threads; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"measured fp32 matmul peak: {peak * 1e3:.1f} GFLOP/s\n")
+    header = f"{'model':42s} {'params':>10s} {'active':>10s} {'kind':>16s} {'tokens/s':>10s} {'GFLOP/s':>8s} {'MFU':>6s} {'peak MB':>8s}"
+    print(header)
+    print("-" * len(header))
+    for label, shape in SHAPES.items():
+        counts = count_params(shape)
+        for r in throughput.measure_throughput(shape, args.batch_size, device="cpu", iters=args.iters, warmup=2,
+                                               peak_tflops=peak):
+            print(f"{label:42s} {counts.total:>10,} {counts.active:>10,} {r.kind:>16s} {r.tokens_per_s:>10,.0f} "
+                  f"{r.achieved_tflops * 1e3:>8.1f} {r.mfu:>6.1%} {r.peak_memory_bytes / 2**20:>8.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

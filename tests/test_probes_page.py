@@ -1,0 +1,146 @@
+"""The Probes page under Streamlit's AppTest (no browser), on a temporary store: the device shown, a
+tiny sweep configured, estimated, trained with a live loss chart and stored as runs, then "Fit this
+sweep" opening the Fits page with the sweep selected; a throughput probe shown and stored; bad
+configurations give one st.error before any work and store nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core import corpus
+from db.probes import list_probes
+from db.store import Store
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 180  # a busy machine: the first run imports plotly, torch and transformers
+
+
+@pytest.fixture
+def page_store(db_url, monkeypatch):
+    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL)."""
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    store = Store(db_url)
+    yield store
+    store.close()
+
+
+def chart(at: AppTest, key_part: str) -> dict:
+    for c in at.get("plotly_chart"):
+        if key_part in c.proto.id:
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key_part!r} in {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def tiny_sweep(at: AppTest) -> AppTest:
+    at.selectbox(key="probe_device").set_value("cpu")
+    at.text_input(key="sweep_budgets").set_value("1.5e9, 3e9")
+    at.text_input(key="sweep_sizes").set_value("1.4e5, 3.2e5")
+    at.selectbox(key="sweep_seq_len").set_value(32)
+    at.number_input(key="sweep_min_steps").set_value(5)
+    at.selectbox(key="sweep_corpus").set_value("sample")
+    at.number_input(key="sweep_final_tokens").set_value(128)
+    return at.run()
+
+
+def test_sweep_from_the_page_lands_runs_and_opens_fits(page_store, monkeypatch):
+    # Through app.py, so st.switch_page finds the Fits page. AppTest marks the app as a pages-folder
+    # app before EVERY run, and pages.common then reruns each script run once (the deep-link fix a real
+    # server needs only on its first request), which drops button clicks: switch that fix off here.
+    import pages.common
+
+    monkeypatch.setattr(pages.common, "_leave_pages_folder_mode", lambda: None)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/probes.py").run()
+    assert not at.exception and [t.value for t in at.title] == ["Probes"]
+    assert any(i.value.startswith("Runs on **cpu** (cpu)") for i in at.info)
+    n_demo = len(page_store.run_names())  # the first start seeded the demo
+
+    tiny_sweep(at)
+    assert not at.exception and not at.error
+    plan = [m.value for m in at.markdown if "runs**" in m.value]
+    assert len(plan) == 1 and plan[0].startswith("**4 runs**, 8.91e+09 training FLOPs — estimated **")
+
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (success,) = [s.value for s in at.success]
+    tag = success.split(" tagged ")[1].split(" ")[0]
+    assert success.startswith("Stored 4 runs tagged sweep=")
+    live = chart(at, "probe_live_loss")
+    assert len(live["data"]) == 4 and live["layout"]["title"]["text"] == "Training loss (live)"
+    assert all(len(trace["y"]) >= 5 and 5 < min(trace["y"]) < 9.5 for trace in live["data"])
+
+    runs = page_store.runs()
+    mine = runs[runs["tags"].str.contains(tag, regex=False)]
+    assert len(runs) == n_demo + 4 and len(mine) == 4
+    assert (mine["flops"] == 6 * mine["n_active_params"] * mine["tokens"]).all()
+    with page_store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM evals")).scalar_one() == 4 * len(corpus.DOMAINS)
+    assert at.selectbox(key="sweep_shown").value == tag
+    isoflop = chart(at, "sweep_isoflop_chart")
+    assert sorted(t["name"] for t in isoflop["data"]) == ["C = 1.5e+09", "C = 3e+09"]
+
+    at.button(key="sweep_fit").click().run()
+    assert not at.exception and [t.value for t in at.title] == ["Fits"]
+    assert at.multiselect(key="fit_tags").value == [tag]
+    assert sorted(at.multiselect(key=f"fit_runs__{tag}").value) == sorted(mine["name"])
+    assert at.selectbox(key="fit_metric").value == "eval_loss"
+    assert at.session_state["fit_runs"] == mine["name"].tolist()
+
+
+def test_bad_configurations_show_one_error_and_store_nothing(page_store):
+    at = AppTest.from_file(str(ROOT / "pages" / "probes.py"), default_timeout=TIMEOUT).run()
+    demo = page_store.run_names()  # the first start seeded the demo
+    tiny_sweep(at)
+    assert not at.error and not at.button(key="sweep_start").disabled
+    at.text_input(key="sweep_sizes").set_value("1.4e5, 4e6").run()
+    (error,) = [e.value for e in at.error]
+    assert "does not fit budget" in error and "0 steps" in error and "\n" not in error
+    assert at.button(key="sweep_start").disabled
+    at.text_input(key="sweep_sizes").set_value("1.4e5")
+    at.text_input(key="sweep_budgets").set_value("1e9, lots").run()
+    assert [e.value for e in at.error] == ["Compute budgets: 'lots' is not a number; give numbers separated by "
+                                           "commas, e.g. 1e11, 3e11."]
+    at.text_input(key="sweep_budgets").set_value("1.5e9")
+    at.number_input(key="sweep_max_steps").set_value(3).run()
+    assert len(at.error) == 1 and "more than max_steps 3" in at.error[0].value
+    at.number_input(key="sweep_max_steps").set_value(0)
+    at.selectbox(key="probe_device").set_value("cuda").run()
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Device 'cuda' was asked for but torch sees no CUDA GPU")
+    assert at.button(key="sweep_start").disabled
+
+    at.selectbox(key="probe_device").set_value("cpu")
+    at.radio(key="probe_mode").set_value("Throughput").run()
+    at.selectbox(key="thr_dtype").set_value("bf16").run()
+    (error,) = [e.value for e in at.error]
+    assert "bf16 needs a CUDA GPU" in error and at.button(key="thr_start").disabled
+    assert page_store.run_names() == demo and list_probes(page_store).empty
+
+
+def test_throughput_probe_from_the_page(page_store):
+    at = AppTest.from_file(str(ROOT / "pages" / "probes.py"), default_timeout=TIMEOUT).run()
+    at.selectbox(key="probe_device").set_value("cpu")
+    at.radio(key="probe_mode").set_value("Throughput").run()
+    at.text_input(key="thr_params").set_value("2e5")
+    at.number_input(key="thr_batch").set_value(2)
+    at.number_input(key="thr_seq_len").set_value(32)
+    at.number_input(key="thr_iters").set_value(2).run()
+    assert not at.error and any(c.value.startswith("Shape: d_model 32, 1 layer, 1 head,") for c in at.caption)
+    at.button(key="thr_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) == {"forward tokens/s", "fwd+bwd tokens/s", "fwd+bwd TFLOP/s", "fwd+bwd MFU", "peak memory"}
+    rows = list_probes(page_store).set_index("kind")
+    assert sorted(rows.index) == ["forward", "forward_backward"]
+    both = rows.loc["forward_backward"]
+    assert metrics["fwd+bwd tokens/s"] == f"{both['tokens_per_s']:,.0f}" and both["tokens_per_s"] > 100
+    assert metrics["fwd+bwd MFU"] == f"{both['mfu']:.1%}" and 0 < both["mfu"] < 1.5
+    assert both["config"]["batch_size"] == 2 and both["config"]["seq_len"] == 32 and both["dtype"] == "fp32"
+    table = at.dataframe[-1].value  # the stored throughput probes, last on the page
+    assert sorted(table["kind"]) == ["forward", "forward_backward"] and (table["tokens/s"] > 100).all()
