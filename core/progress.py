@@ -22,15 +22,16 @@ def report(progress: Optional[ProgressFn], done: int, total: int, message: str =
         progress(done, total, message)
 
 
-def text_bar(stream=sys.stderr, width: int = 30) -> ProgressFn:
-    """A progress callable that draws a one-line bar on ``stream`` (the CLI's)."""
+def text_bar(stream=None, width: int = 30) -> ProgressFn:
+    """A progress callable that draws a one-line bar on ``stream`` (default: the current stderr)."""
 
     def draw(done: int, total: int, message: str = "") -> None:
+        out = stream if stream is not None else sys.stderr
         frac = 0.0 if total <= 0 else min(1.0, done / total)
         filled = int(round(frac * width))
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {message[:40]:<40}")
+        out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {message[:40]:<40}")
         if done >= total:
-            stream.write("\n")
-        stream.flush()
+            out.write("\n")
+        out.flush()
 
     return draw

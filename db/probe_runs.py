@@ -33,7 +33,7 @@ from core.progress import ProgressFn
 from db import schema
 from db.importers.base import ParsedRun
 from db.probes import SWEEP_KIND, THROUGHPUT_KINDS, insert_probe, list_probes
-from db.store import Store, _free_name, _metrics_frame, _run_row, _validate_parsed
+from db.store import Store, validate_parsed
 
 SWEEP_TAG_PREFIX = "sweep="
 # Duplicate-name policies a sweep accepts: "skip" would throw trained runs away, so it is not one.
@@ -304,31 +304,23 @@ def store_sweep(store: Store, runs: Sequence, *, sweep_id: Optional[str] = None,
         fields["source_file"] = fields.get("source_file") or f"probe sweep {sweep_id}"
         parsed.append(ParsedRun(**fields))
     for p in parsed:
-        _validate_parsed(p)
+        validate_parsed(p)
     names = [p.name for p in parsed]
     if len(set(names)) != len(names):
         raise InputError("Two runs of the sweep share a name; give distinct budgets and sizes.")
     summary = sweep_summary(runs, sweep_id, extra)
     added, stored_name = [], {}
     with store.write() as conn:
-        existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
-        for p, run in zip(parsed, runs):
-            name = p.name
-            if name in existing:
-                if on_duplicate == "error":
-                    raise DuplicateRunError(f"A run named {name!r} already exists: choose replace or rename.")
-                if on_duplicate == "replace":
-                    store._delete_runs(conn, [name])
-                    _delete_probe_captures(conn, name)
-                else:
-                    name = _free_name(name, existing)
-            run_id = int(conn.execute(sa.insert(schema.runs).values(**_run_row(p, name))
-                                      .returning(schema.runs.c.id)).scalar_one())
-            existing.add(name)
-            stored_name[p.name] = name
-            n_metrics = Store.bulk_insert(conn, schema.metrics, _metrics_frame(p.metrics, run_id))
-            n_evals = Store.bulk_insert(conn, schema.evals, _evals_table(run_id, run.evals, p.source_file))
-            added.append({"id": run_id, "name": name, "n_metric_rows": n_metrics, "n_evals": n_evals})
+        try:  # no "skip" for sweeps, so stored rows line up with runs
+            stored = store.ingest_into(conn, parsed, on_duplicate, on_replace=_delete_probe_captures)
+        except DuplicateRunError as exc:
+            raise DuplicateRunError(str(exc).replace("skip, replace or rename", "replace or rename")) from None
+        for row, run in zip(stored, runs):
+            stored_name[row["parsed_name"]] = row["name"]
+            source = f"probe sweep {sweep_id}"
+            n_evals = Store.bulk_insert(conn, schema.evals, _evals_table(row["id"], run.evals, source))
+            added.append({"id": row["id"], "name": row["name"], "n_metric_rows": row["n_metric_rows"],
+                          "n_evals": n_evals})
         capture_ids = [_insert_snapshot(conn, s, stored_name.get(s.run, s.run), sweep_id, routing_tokens)
                        for s in snapshots]
         summary["config"]["runs"] = [a["name"] for a in added]

@@ -149,34 +149,47 @@ class Store:
             raise InputError("Nothing to import: the file holds no runs. Check that it has data rows.")
         names = [p.name for p in parsed]
         for p in parsed:
-            _validate_parsed(p)
+            validate_parsed(p)
         seen = set()
         for n in names:
             if n in seen:
                 raise InputError(f"The import names the run {n!r} twice: give each run a unique name.")
             seen.add(n)
-        added: list[dict] = []
         with self.write() as conn:
-            existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
-            for p in parsed:
-                name = p.name
-                if name in existing:
-                    if on_duplicate == "error":
-                        raise DuplicateRunError(
-                            f"A run named {name!r} already exists: choose skip, replace or rename for duplicates.")
-                    if on_duplicate == "skip":
-                        continue
-                    if on_duplicate == "replace":
-                        self._delete_runs(conn, [name])
-                    else:
-                        name = _free_name(name, existing)
-                run_id = conn.execute(
-                    sa.insert(schema.runs).values(**_run_row(p, name)).returning(schema.runs.c.id)
-                ).scalar_one()
-                existing.add(name)
-                frame = _metrics_frame(p.metrics, run_id)
-                n_rows = self.bulk_insert(conn, schema.metrics, frame)
-                added.append({"id": run_id, "name": name, "format": p.source_format, "n_metric_rows": n_rows})
+            return self.ingest_into(conn, parsed, on_duplicate)
+
+    def ingest_into(self, conn, parsed: Sequence[ParsedRun], on_duplicate: str = "error",
+                    on_replace=None) -> list[dict]:
+        """The body of :meth:`ingest` inside a caller's open write transaction (``store.write()``),
+        for features that store runs together with rows of their own (probe sweeps with evals).
+
+        ``on_replace(conn, name)`` is called before a replaced run is deleted. Runs must already
+        be validated (:meth:`ingest` does it; callers use :func:`validate_parsed`).
+        """
+        added: list[dict] = []
+        existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
+        for p in parsed:
+            name = p.name
+            if name in existing:
+                if on_duplicate == "error":
+                    raise DuplicateRunError(
+                        f"A run named {name!r} already exists: choose skip, replace or rename for duplicates.")
+                if on_duplicate == "skip":
+                    continue
+                if on_duplicate == "replace":
+                    if on_replace is not None:
+                        on_replace(conn, name)
+                    self._delete_runs(conn, [name])
+                else:
+                    name = _free_name(name, existing)
+            run_id = conn.execute(
+                sa.insert(schema.runs).values(**_run_row(p, name)).returning(schema.runs.c.id)
+            ).scalar_one()
+            existing.add(name)
+            frame = _metrics_frame(p.metrics, run_id)
+            n_rows = self.bulk_insert(conn, schema.metrics, frame)
+            added.append({"id": run_id, "name": name, "parsed_name": p.name, "format": p.source_format,
+                          "n_metric_rows": n_rows})
         return added
 
     # ---------------------------------------------------------------- runs: read / edit / delete
@@ -414,7 +427,7 @@ def _free_name(name: str, taken: set) -> str:
     return f"{name} ({i})"
 
 
-def _validate_parsed(p: ParsedRun) -> None:
+def validate_parsed(p: ParsedRun) -> None:
     if not isinstance(p.name, str) or not p.name.strip():
         raise InputError("A run has an empty name: give every run a non-empty name.")
     if len(p.name) > 500:
