@@ -92,12 +92,18 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
                 f"CAST({q('value')} AS DOUBLE) FROM {source} s JOIN _ss_ids i ON i.run = CAST(s.{q('run')} AS VARCHAR)")
         except sa.exc.DBAPIError as exc:
             raise _unreadable(path, exc) from None
-        _validate_inserted(conn, path.name)
+        # One scan of the new rows: per-run bad-row counts and the final tokens/FLOPs.
         conn.exec_driver_sql(
-            "UPDATE runs SET tokens = t.tokens, flops = t.flops FROM (SELECT run_id, max(tokens) AS tokens, "
-            "max(flops) AS flops FROM metrics WHERE run_id IN (SELECT run_id FROM _ss_ids) GROUP BY run_id) t "
-            "WHERE runs.id = t.run_id")
+            "CREATE OR REPLACE TEMP TABLE _ss_final AS SELECT m.run_id, max(m.tokens) AS tokens, "
+            "max(m.flops) AS flops, count(*) FILTER (m.step < 0 OR m.tokens < 0 OR m.flops < 0 "
+            "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL) AS n_bad "
+            "FROM metrics m WHERE m.run_id IN (SELECT run_id FROM _ss_ids) GROUP BY m.run_id")
+        if conn.exec_driver_sql("SELECT sum(n_bad) FROM _ss_final").scalar():
+            _explain_bad_row(conn, path.name)
+        conn.exec_driver_sql("UPDATE runs SET tokens = t.tokens, flops = t.flops FROM _ss_final t "
+                             "WHERE runs.id = t.run_id")
         conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_ids")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_final")
     return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}
             for n, i in ids.items()]
 
@@ -110,13 +116,12 @@ def _unreadable(path: Path, exc: Exception) -> InputError:
                       "same columns and numbers where numbers belong.")
 
 
-def _validate_inserted(conn, filename: str) -> None:
+def _explain_bad_row(conn, filename: str) -> None:
+    """Raise an InputError naming the first bad row of the new runs (the failure path only)."""
     bad = conn.exec_driver_sql(
         "SELECT r.name, m.step, m.value, m.tokens, m.flops FROM metrics m JOIN _ss_ids i ON i.run_id = m.run_id "
         "JOIN runs r ON r.id = m.run_id WHERE m.step < 0 OR m.tokens < 0 OR m.flops < 0 "
-        "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL LIMIT 1").first()
-    if bad is None:
-        return
+        "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL LIMIT 1").one()
     run, step, value, tokens, flops = bad
     if step is None:
         what = "a missing step"

@@ -1,24 +1,73 @@
 """First start: seed an empty store with demo runs so a newcomer sees curves at once.
 
-Prefers the sweep that ScaleScope's own probes trained (assets/demo/, issue 6); until that exists,
-the synthetic sweep of :mod:`core.demo`, tagged "synthetic demo".
+Prefers the sweep that ScaleScope's own probes trained (assets/demo/, issue 6, tagged "probe demo");
+without it, the synthetic sweep of :mod:`core.demo`, tagged "synthetic demo".
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
 
 from core.demo import DEMO_TAG, demo_sweep
 from core.errors import ScaleScopeError
 from db.importers.base import ParsedRun
-from db.store import Store
+from db import schema
+from db.store import Store, validate_parsed
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-def demo_runs() -> list[ParsedRun]:
-    """The runs to seed: the bundled probe sweep when present, else the synthetic sweep."""
-    return synthetic_runs()
+DEMO_DIR = ASSETS / "demo"
+PROBE_DEMO_TAG = "probe demo"
+
+
+def probe_demo() -> tuple[list[ParsedRun], pd.DataFrame] | None:
+    """The sweep ScaleScope's own probes trained (assets/demo/, made by assets/run_demo_sweep.py):
+    its runs with their curves, and the per-domain held-out losses as eval rows. None if absent."""
+    files = [DEMO_DIR / f for f in ("sweep_runs.csv", "sweep_metrics.csv", "sweep_evals.csv")]
+    if not all(f.is_file() for f in files):
+        return None
+    table, metrics, evals = (pd.read_csv(f) for f in files)
+    curves = dict(tuple(metrics.groupby("run")))
+    runs = []
+    for row in table.to_dict("records"):
+        config = json.loads(row.get("config_json") or "{}")
+        def size(key, cast=float):
+            value = row.get(key)
+            return None if value is None or pd.isna(value) else cast(value)
+        runs.append(ParsedRun(
+            name=row["name"], source_format="probe_sweep", source_file="assets/demo/sweep_runs.csv",
+            arch=row.get("arch") or "dense", n_params=size("n_params"),
+            n_nonembedding_params=size("n_nonembedding_params"), n_active_params=size("n_active_params"),
+            n_experts=size("n_experts", int), top_k=size("top_k", int), seq_len=size("seq_len", int),
+            tokens_per_step=size("tokens_per_step"), tokens=size("tokens"), flops=size("flops"),
+            flops_rule=row.get("flops_rule") or "6*N_active*D", config=config, tags=[PROBE_DEMO_TAG],
+            metrics=curves[row["name"]].drop(columns=["run"]).reset_index(drop=True)))
+    return runs, evals
+
+
+def seed_probe_demo(store: Store) -> int:
+    """Store the bundled probe sweep (runs, curves and held-out evals) in one transaction."""
+    demo = probe_demo()
+    if demo is None:
+        return 0
+    runs, evals = demo
+    for run in runs:
+        validate_parsed(run)
+    with store.write() as conn:
+        added = store.ingest_into(conn, runs, "skip")
+        ids = {a["parsed_name"]: a["id"] for a in added}
+        rows = evals[evals["run"].isin(ids)]
+        Store.bulk_insert(conn, schema.evals, pa.table({
+            "run_id": pa.array(rows["run"].map(ids).to_numpy("int32")),
+            "step": pa.array(rows["step"].to_numpy("float64")), "task": pa.array(rows["task"].astype(str).tolist()),
+            "metric": pa.array(rows["metric"].astype(str).tolist()), "value": pa.array(rows["value"].to_numpy("float64")),
+            "source_file": pa.array(["assets/demo/sweep_evals.csv"] * len(rows))}))
+    return len(added)
 
 
 def synthetic_runs() -> list[ParsedRun]:
@@ -38,7 +87,7 @@ def seed_if_empty(store: Store, routing: bool = False) -> int:
     """
     if not store.is_empty():
         return 0
-    added = len(store.ingest(demo_runs(), on_duplicate="skip"))
+    added = seed_probe_demo(store) or len(store.ingest(synthetic_runs(), on_duplicate="skip"))
     if routing:
         from db.routing_seed import seed_bundled_capture
 

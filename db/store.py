@@ -416,7 +416,13 @@ def _upgrade_from_0(conn) -> None:
     """Version 0: a file made before versioning. create_all() has already added missing tables."""
 
 
-MIGRATIONS = {0: _upgrade_from_0}
+def _upgrade_from_1(conn) -> None:
+    """Version 1 → 2: drop the ART indexes on the bulk tables (they slowed every big import)."""
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_metrics_run_id")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_routing_assignments_capture_id")
+
+
+MIGRATIONS = {0: _upgrade_from_0, 1: _upgrade_from_1}
 
 
 # -------------------------------------------------------------------- helpers

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from core.errors import DuplicateRunError, InputError, StoreError
 from db import schema
 from db.importers.base import ParsedRun
-from db.seed import seed_if_empty
+from db.seed import probe_demo, seed_if_empty
 from db.store import Store
 
 
@@ -169,11 +169,18 @@ def test_seed_and_schema_version(tmp_path):
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
     s = Store(url)
     assert s.schema_version() == schema.SCHEMA_VERSION
-    assert seed_if_empty(s) == 30
+    demo = probe_demo()
+    expected = len(demo[0]) if demo else 30
+    assert seed_if_empty(s) == expected
     assert seed_if_empty(s) == 0  # only into an empty store
-    fv = s.final_values("loss")
-    # the synthetic sweep obeys C = 6ND exactly
-    assert np.allclose(fv["flops"], 6 * fv["n_params"] * fv["tokens"], rtol=1e-9)
+    fv = s.final_values("eval_loss" if demo else "loss")
+    assert len(fv) == expected
+    # every demo run obeys C = 6·N_active·D exactly (Kaplan et al. 2020)
+    assert np.allclose(fv["flops"], 6 * fv["n_active_params"] * fv["tokens"], rtol=1e-6)
+    if demo:  # the probe sweep's held-out loss per domain comes along as evals
+        with s.read() as conn:
+            n_evals = conn.execute(sa.text("SELECT count(*) FROM evals")).scalar_one()
+        assert n_evals == len(demo[1])
     s.close()
 
 
@@ -205,3 +212,21 @@ def test_not_a_database(tmp_path):
     bad.write_bytes(b"\x00\x01 this is not duckdb" * 100)
     with pytest.raises(StoreError, match="Cannot open"):
         Store(f"duckdb:///{bad}")
+
+
+def test_version_1_file_loses_its_bulk_indexes_and_keeps_its_data(tmp_path):
+    """A file written by schema version 1 (ART index on metrics.run_id) is upgraded in place."""
+    path = tmp_path / "v1.duckdb"
+    s = Store(f"duckdb:///{path}")
+    s.ingest([make_run("kept", n_steps=12)])
+    with s.write() as conn:  # recreate what version 1 had
+        conn.exec_driver_sql("CREATE INDEX ix_metrics_run_id ON metrics (run_id)")
+        conn.execute(sa.update(schema.schema_info).values(version=1))
+    s.close()
+    s = Store(f"duckdb:///{path}")
+    assert s.schema_version() == schema.SCHEMA_VERSION == 2
+    with s.read() as conn:
+        names = [r[0] for r in conn.exec_driver_sql("SELECT index_name FROM duckdb_indexes()").fetchall()]
+    assert "ix_metrics_run_id" not in names
+    assert s.runs()["n_metric_rows"].tolist() == [12]
+    s.close()
