@@ -38,3 +38,18 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(f"reference data not found at {REFERENCE} (it ships beside the project in CI)")
     return REFERENCE
+
+
+@pytest.fixture
+def page_store(db_url, monkeypatch):
+    """The store a page under AppTest opens (pages.common.get_store reads SCALESCOPE_DB_URL).
+
+    Pages seed an empty store on first open; the test process holds the same file, which is fine
+    because AppTest runs the page in this process.
+    """
+    from db.store import Store
+
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    s = Store(db_url)
+    yield s
+    s.close()

@@ -15,19 +15,10 @@ from streamlit.testing.v1 import AppTest
 from db.evals import import_eval_paths, store_evals
 from db.fits import list_fits
 from db.seed import seed_if_empty
-from db.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "evals.py")
 TIMEOUT = 120  # a busy CI machine: the first run imports plotly and scipy
 
-
-@pytest.fixture
-def page_store(db_url, monkeypatch):
-    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL)."""
-    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
-    store = Store(db_url)
-    yield store
-    store.close()
 
 
 def chart_spec(at: AppTest, key: str) -> dict:

@@ -11,19 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from db.fits import get_fit, list_fits
-from db.store import Store
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "fits.py")
 TIMEOUT = 180  # a busy machine: the first run imports plotly, scipy and the fitting code
 
-
-@pytest.fixture
-def page_store(db_url, monkeypatch):
-    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL); the page seeds it."""
-    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
-    store = Store(db_url)
-    yield store
-    store.close()
 
 
 def open_page() -> AppTest:

@@ -7,27 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 import torch
 from streamlit.testing.v1 import AppTest
 
 from core import corpus
 from db.probes import list_probes
-from db.store import Store
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 180  # a busy machine: the first run imports plotly, torch and transformers
 
-
-@pytest.fixture
-def page_store(db_url, monkeypatch):
-    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL)."""
-    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
-    store = Store(db_url)
-    yield store
-    store.close()
 
 
 def chart(at: AppTest, key_part: str) -> dict:

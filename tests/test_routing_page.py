@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 import torch
 from streamlit.testing.v1 import AppTest
@@ -25,14 +24,6 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "routing.py")
 TIMEOUT = 180  # a busy machine: the first run imports plotly, torch and transformers
 SEED_TOKENS = 600
 
-
-@pytest.fixture
-def page_store(db_url, monkeypatch):
-    """The store the page opens (pages.common.get_store reads SCALESCOPE_DB_URL)."""
-    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
-    store = Store(db_url)
-    yield store
-    store.close()
 
 
 def chart(at: AppTest, key: str) -> dict:
