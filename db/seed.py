@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -82,12 +83,15 @@ def synthetic_runs() -> list[ParsedRun]:
 def seed_if_empty(store: Store, routing: bool = False) -> int:
     """Seed the demo into an empty store; returns the number of runs added (0 when not empty).
 
+    ``SCALESCOPE_DEMO=synthetic`` picks the synthetic sweep even when the probe sweep is bundled
+    (the tests do, so their numbers do not move when the bundled sweep is regenerated).
     With ``routing``, also capture the bundled tiny MoE checkpoints on the bundled held-out text
     (issue 5), so the Routing page has heatmaps at once; a broken asset never stops the app.
     """
     if not store.is_empty():
         return 0
-    added = seed_probe_demo(store) or len(store.ingest(synthetic_runs(), on_duplicate="skip"))
+    use_probe = os.environ.get("SCALESCOPE_DEMO", "probe") != "synthetic"
+    added = (use_probe and seed_probe_demo(store)) or len(store.ingest(synthetic_runs(), on_duplicate="skip"))
     if routing:
         from db.routing_seed import seed_bundled_capture
 

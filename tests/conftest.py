@@ -17,6 +17,9 @@ REFERENCE = ROOT.parent / "shared" / "data" / "reference"
 # AppTests open the app on a fresh store each time: skip the bundled routing capture there (it
 # takes seconds). The browser tests' server turns it back on, so first start is tested for real.
 os.environ.setdefault("SCALESCOPE_SEED_ROUTING", "0")
+# Page tests are written against the synthetic demo (a known law); the bundled probe sweep is
+# seeded by default for users and tested on its own in test_store.py.
+os.environ.setdefault("SCALESCOPE_DEMO", "synthetic")
 
 
 @pytest.fixture

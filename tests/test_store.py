@@ -165,7 +165,8 @@ def test_final_values_and_delete(store):
     assert counts(store) == (1, 1)
 
 
-def test_seed_and_schema_version(tmp_path):
+def test_seed_and_schema_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")  # what a user's first start seeds
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
     s = Store(url)
     assert s.schema_version() == schema.SCHEMA_VERSION
@@ -229,4 +230,34 @@ def test_version_1_file_loses_its_bulk_indexes_and_keeps_its_data(tmp_path):
         names = [r[0] for r in conn.exec_driver_sql("SELECT index_name FROM duckdb_indexes()").fetchall()]
     assert "ix_metrics_run_id" not in names
     assert s.runs()["n_metric_rows"].tolist() == [12]
+    s.close()
+
+
+def test_seed_synthetic_on_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALESCOPE_DEMO", "synthetic")
+    s = Store(f"duckdb:///{tmp_path / 's.duckdb'}")
+    assert seed_if_empty(s) == 30
+    fv = s.final_values("loss")
+    assert np.allclose(fv["flops"], 6 * fv["n_params"] * fv["tokens"], rtol=1e-9)
+    assert all("synthetic demo" in t for t in fv["tags"])
+    s.close()
+
+
+def test_bundled_probe_sweep_fits_with_sensible_exponents(tmp_path, monkeypatch):
+    """The demo that first start seeds (runs ScaleScope trained itself) gives a sensible law."""
+    from core.fit import Approach3Settings, fit_chinchilla
+
+    demo = probe_demo()
+    if demo is None:
+        pytest.skip("assets/demo/ is not bundled in this checkout")
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    s = Store(f"duckdb:///{tmp_path / 's.duckdb'}")
+    seed_if_empty(s)
+    fv = s.final_values("eval_loss")
+    fit = fit_chinchilla(fv["n_active_params"], fv["tokens"], fv["value"],
+                         Approach3Settings(n_bootstrap=0, a_grid=(0.0, 5.0, 10.0), b_grid=(0.0, 5.0, 10.0),
+                                           e_grid=(0.0, 1.0), alpha_grid=(0.5, 1.0), beta_grid=(0.5, 1.0)))
+    # N_opt ∝ C^a with a = β/(α+β): Chinchilla-like allocation (Hoffmann et al. find a ≈ 0.5)
+    assert 0.3 < fit.params["beta"] / (fit.params["alpha"] + fit.params["beta"]) < 0.7
+    assert 0 < fit.params["alpha"] < 1.5 and 0 < fit.params["beta"] < 1.5
     s.close()

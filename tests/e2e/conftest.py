@@ -41,7 +41,8 @@ def server(tmp_path_factory):
     _need_chromium()
     db = tmp_path_factory.mktemp("e2e") / "e2e.duckdb"
     port = _free_port()
-    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db}", PYTHONUNBUFFERED="1", SCALESCOPE_SEED_ROUTING="1")
+    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db}", PYTHONUNBUFFERED="1", SCALESCOPE_SEED_ROUTING="1",
+               SCALESCOPE_DEMO="synthetic")
     log = open(db.with_suffix(".log"), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
