@@ -6,16 +6,16 @@
 Dense Llama-style models on the bundled corpus and tokenizer; for each budget C the sizes N whose
 D = C/(6N) gives at least --min-steps steps (up to --per-budget of them, centred on the grid).
 Writes to --out (default assets/demo/):
-- sweep_runs.csv     one row per run: sizes, tokens, FLOPs, final losses, config (JSON)
+- sweep_runs.csv     one row per run: sizes, tokens, FLOPs, final losses, config and tags (JSON)
 - sweep_metrics.csv  the curves: run, name, step, tokens, flops, wall_time, value
 - sweep_evals.csv    final held-out loss per domain: run, step, task, metric, value
+  (core.probes.sweep.read_tables turns the three back into ProbeRun objects, ready for the store)
 - README.md          the command, the machine, and a Chinchilla-form fit of the runs
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -32,15 +32,17 @@ from core import corpus  # noqa: E402
 from core.probes import sweep  # noqa: E402
 from core.probes.model_configs import count_params, shape_for_params  # noqa: E402
 
-# Target sizes (active parameters, tied 4096×d embedding included) → shapes d/L = 32/1, 64/1, 96/1,
-# 128/2, 160/3, 192/3. Budgets step by 3×; each spans ≥ 6× in N around where its minimum was expected
-# (a pilot at C = 1e11 had it at the small end), so the IsoFLOP minima fall inside the grid.
-# ~1.3e13 FLOPs in all: ~10 min on 2 idle cores, far longer on a shared, busy machine.
-S = {"144k": 1.45e5, "316k": 3.2e5, "504k": 5e5, "926k": 9.3e5, "1.6M": 1.6e6, "2.1M": 2.1e6}
+# Target sizes (active parameters, tied 4096×d embedding included) → shapes d/L = 16/1, 32/1, 64/1,
+# 96/1, 128/2, 160/3. Budgets step by 3×. A first grid at C = 2e11-1.8e12 had every IsoFLOP minimum
+# at its smallest model (runs data-limited: ≤ 5 tokens per parameter), so the budgets sit higher and
+# the two lower curves reach down to d = 16: each curve's minimum then lies inside its sizes.
+# ~6e13 FLOPs in all: ~20 min on 2 idle cores (the d ≤ 32 models are overhead-bound), longer on a
+# busy machine; --resume keeps finished runs.
+S = {"70k": 7e4, "144k": 1.45e5, "316k": 3.2e5, "504k": 5e5, "926k": 9.3e5, "1.6M": 1.6e6}
 DEFAULT_GRID = {
-    2e11: [S["144k"], S["316k"], S["504k"], S["926k"]],
-    6e11: [S["144k"], S["316k"], S["504k"], S["926k"], S["1.6M"]],
-    1.8e12: [S["316k"], S["504k"], S["926k"], S["1.6M"], S["2.1M"]],
+    1e12: [S["70k"], S["144k"], S["316k"], S["504k"], S["926k"]],
+    3e12: [S["70k"], S["144k"], S["316k"], S["504k"], S["926k"], S["1.6M"]],
+    9e12: [S["316k"], S["504k"], S["926k"]],
 }
 DEFAULT_SIZES = ",".join(f"{v:g}" for v in S.values())
 
@@ -98,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "assets" / "demo"))
     ap.add_argument("--no-fit", action="store_true", help="skip the Chinchilla fit")
+    ap.add_argument("--resume", action="store_true", help="keep the runs of this grid already in --out; "
+                    "train only the missing ones (each run is seeded on its own, so the result is the same)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -131,30 +135,32 @@ def main(argv=None) -> int:
             last[0] = time.time()
             print(f"  [{done}/{total}] {message}", flush=True)
 
-    t_train = time.time()
-    runs = sweep.run_sweep(cfg, train_blocks, heldout_blocks, plan=plan, progress=progress,
-                           corpus_info={"tokenizer": "assets/tokenizer", "vocab_size": vocab,
-                                        "train_tokens": train_blocks.n_tokens})
-    train_minutes = (time.time() - t_train) / 60
+    done = {}
+    if args.resume and (out / sweep.RUNS_CSV).is_file():
+        done = {r.name: r for r in sweep.read_tables(out)}
+        print(f"resume: {sum(r.name in done for r in plan.runs)} of {len(plan.runs)} runs already in {out}")
+    todo = sweep.SweepPlan(runs=[r for r in plan.runs if r.name not in done], device=plan.device,
+                           total_flops=plan.total_flops, est_seconds=plan.est_seconds, flops_per_s=plan.flops_per_s)
+    trained = sweep.run_sweep(cfg, train_blocks, heldout_blocks, plan=todo, progress=progress,
+                              corpus_info={"tokenizer": "assets/tokenizer", "vocab_size": vocab,
+                                           "train_tokens": train_blocks.n_tokens}) if todo.runs else []
+    by_name = {**done, **{r.name: r for r in trained}}
+    runs = [by_name[r.name] for r in plan.runs]  # plan order; runs of another grid are dropped
+    train_minutes = sum(r.config["wall_time_s"] for r in runs) / 60
 
+    sweep.write_tables(runs, out)  # sweep_runs.csv, sweep_metrics.csv, sweep_evals.csv (sweep.read_tables)
     table = sweep.runs_table(runs)
-    table["config_json"] = [json.dumps(r.config, sort_keys=True) for r in runs]
-    table.to_csv(out / "sweep_runs.csv", index=False)
-    pd.concat([r.metrics.assign(run=r.name) for r in runs])[["run", "name", "step", "tokens", "flops", "wall_time",
-                                                             "value"]].to_csv(out / "sweep_metrics.csv", index=False)
-    pd.concat([r.evals.assign(run=r.name) for r in runs])[["run", "step", "task", "metric", "value"]].to_csv(
-        out / "sweep_evals.csv", index=False)
     print(table[["name", "n_active_params", "tokens", "flops", "final_eval_loss", "wall_time_s"]].to_string(index=False))
 
     fit = None if args.no_fit else fit_summary(table)
     if fit:
         print(json.dumps(fit, indent=2))
-    command = "nice -n 10 python assets/run_demo_sweep.py" + ("" if argv is None and len(sys.argv) == 1 else
-                                                              " " + " ".join(sys.argv[1:] if argv is None else argv))
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
+    command = " ".join(["nice -n 10 python assets/run_demo_sweep.py", *given])
     lines = [
         "# Demo sweep (measured by ScaleScope's probe code)", "",
-        f"Regenerate: `{command}` ({train_minutes:.1f} min of training here, "
-        f"{(time.time() - t_start) / 60:.1f} min in all).", "",
+        f"Regenerate: `{command}` ({train_minutes:.1f} min of training in all, the sum of the runs' "
+        "wall_time_s; held-out scoring and set-up add a few minutes).", "",
         f"Machine: {plan.device['name']}, {plan.device['threads']} torch threads, torch {plan.device['torch']}, "
         f"{plan.device['kind']} {plan.device['dtype']}.", "",
         f"{len(runs)} dense Llama-style runs, budgets {', '.join(f'{c:.3g}' for c in grid)} FLOPs (C = 6·N·D, "

@@ -25,9 +25,9 @@ from core.probes.model_configs import ModelShape, count_params  # noqa: E402
 
 V = 4096
 SHAPES = {
-    "dense d64 L1 (demo smallest+1)": ModelShape(64, 1, 2, 192, V, 128),
-    "dense d128 L2 (demo middle)": ModelShape(128, 2, 4, 352, V, 128),
-    "dense d192 L3 (demo largest)": ModelShape(192, 3, 6, 512, V, 128),
+    "dense d64 L1 (demo sweep)": ModelShape(64, 1, 2, 192, V, 128),
+    "dense d128 L2 (demo sweep)": ModelShape(128, 2, 4, 352, V, 128),
+    "dense d192 L3": ModelShape(192, 3, 6, 512, V, 128),
     "dense d256 L4": ModelShape(256, 4, 8, 704, V, 128),
     "moe d128 L4 8x top-2 (bundled tiny MoE)": ModelShape(128, 4, 4, 192, V, 128, n_experts=8, top_k=2),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,7 +62,7 @@ def test_exact_parameter_counts_match_the_built_model(shape):
     counts = count_params(shape)
     assert counts == count_model_params(model)
     assert counts.total == sum(p.numel() for p in model.parameters())
-    assert counts.embedding == V * shape.d_model * (1 if shape.tie_embeddings else 2) or shape.vocab_size != V
+    assert counts.embedding == shape.vocab_size * shape.d_model * (1 if shape.tie_embeddings else 2)
     if shape.arch == "moe":
         expert = 3 * shape.d_model * shape.d_ff * shape.n_layers
         assert counts.total - counts.active == (shape.n_experts - shape.top_k) * expert
@@ -87,7 +88,7 @@ def test_shape_for_params_hits_targets_and_grows_monotonically():
     moe = model_configs.shape_for_params(1e6, "moe", V, 128, n_experts=8, top_k=2)
     assert moe.n_experts == 8 and moe.d_ff == model_configs.dense_ff(moe.d_model) // 2
     with pytest.raises(ProbeError, match="smallest"):
-        model_configs.shape_for_params(5e4, "dense", V, 128)
+        model_configs.shape_for_params(3e4, "dense", V, 128)
 
 
 def test_hf_configs_are_llama_and_qwen3_moe():
@@ -179,7 +180,7 @@ TINY = dict(sizes=[1.4e5, 3.2e5], vocab_size=V, seq_len=32, batch_size=4, min_st
             final_tokens_per_domain=128, evals_per_run=2, device="cpu")
 
 
-def test_tiny_isoflop_sweep_lands_runs_with_correct_n_d_and_flops(blocks):
+def test_tiny_isoflop_sweep_lands_runs_with_correct_n_d_and_flops(blocks, tmp_path):
     cfg = sweep.SweepConfig(budgets=[1.5e9, 3e9], **TINY)
     plan = sweep.plan_sweep(cfg, train_tokens=blocks[0].n_tokens, calibrate=False)
     assert len(plan.runs) == 4 and plan.est_seconds == 0
@@ -205,6 +206,17 @@ def test_tiny_isoflop_sweep_lands_runs_with_correct_n_d_and_flops(blocks):
         assert "evals" not in fields and fields["metrics"] is run.metrics
     table = sweep.runs_table(runs)
     assert len(table) == 4 and table["final_eval_loss"].notna().all()
+    sweep.write_tables(runs, tmp_path)  # the demo's CSV format round-trips
+    back = sweep.read_tables(tmp_path)
+    for a, b in zip(runs, back):
+        assert a.parsed_run_fields().keys() == b.parsed_run_fields().keys()
+        assert (a.name, a.n_params, a.tokens, a.flops, a.n_experts, a.tags) == (b.name, b.n_params, b.tokens,
+                                                                                 b.flops, b.n_experts, b.tags)
+        assert a.config == b.config
+        assert np.allclose(a.metrics["value"], b.metrics["value"]) and list(a.metrics["name"]) == list(b.metrics["name"])
+        assert np.allclose(a.evals["value"], b.evals["value"])
+    with pytest.raises(ProbeError, match="run_demo_sweep"):
+        sweep.read_tables(tmp_path / "nowhere")
 
 
 def test_moe_sweep_calls_the_routing_hook(blocks):

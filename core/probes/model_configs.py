@@ -180,7 +180,8 @@ def shape_for_params(target: float, arch: str = "dense", vocab_size: int = 4096,
                      n_experts: int = 8, top_k: int = 2, by: str = "active") -> ModelShape:
     """The shape whose ``by`` count ("active", "total" or "nonembedding") is closest to ``target``.
 
-    Widths step by the head size (32 below d = 512, 64 to 1024, 128 beyond); depth is d/ASPECT_RATIO
+    Widths step by the head size (d = 16 with one 16-wide head, then 32s below d = 512, 64s to
+    1024, 128s beyond); depth is d/ASPECT_RATIO
     ± 1 layer; the score is |log(N/target)| plus a small penalty for leaving ASPECT_RATIO, so
     neighbouring targets get neighbouring, regular shapes. MoE experts are
     fine-grained: each is 1/top_k of the dense SwiGLU width, so a token's expert compute equals
@@ -193,12 +194,14 @@ def shape_for_params(target: float, arch: str = "dense", vocab_size: int = 4096,
     if not target or target <= 0 or not math.isfinite(target):
         raise ProbeError(f"Target parameter count must be a positive number, got {target!r}.")
     best, best_score = None, math.inf
-    for d in list(range(32, 512, 32)) + list(range(512, 1024, 64)) + list(range(1024, 8193, 128)):
-        head = 32 if d < 512 else 64
+    # d = 16 exists for tiny budgets: with a 4096-token vocabulary the tied embedding is most of any
+    # small model, and the demo sweep's lowest IsoFLOP curves bottom out below d = 32
+    for d in [16] + list(range(32, 512, 32)) + list(range(512, 1024, 64)) + list(range(1024, 8193, 128)):
+        head = 16 if d == 16 else 32 if d < 512 else 64
         aim = max(1, round(d / ASPECT_RATIO))
         for n_layers in (aim - 1, aim, aim + 1):
             ratio = d / max(n_layers, 1)
-            if n_layers < 1 or ratio < 32 or (ratio > 128 and n_layers > 1):
+            if n_layers < 1 or (n_layers > 1 and not 32 <= ratio <= 128):
                 continue
             ff = dense_ff(d)
             if arch == "moe":
@@ -209,7 +212,7 @@ def shape_for_params(target: float, arch: str = "dense", vocab_size: int = 4096,
             score = abs(math.log(n / target)) + 0.1 * abs(math.log2(ratio / ASPECT_RATIO))
             if score < best_score:
                 best, best_score = shape, score
-    smallest = getattr(count_params(ModelShape(32, 1, 1, dense_ff(32), vocab_size, seq_len,
+    smallest = getattr(count_params(ModelShape(16, 1, 1, dense_ff(16), vocab_size, seq_len,
                                                n_experts=n_experts if arch == "moe" else 0,
                                                top_k=top_k if arch == "moe" else 0)), by)
     if target < 0.7 * smallest:

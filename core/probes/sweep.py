@@ -70,10 +70,13 @@ class SweepConfig:
     name_prefix: str = "probe"  # run names: <prefix>-<arch>-C<budget>-N<size>-s<seed>
 
     def as_dict(self) -> dict:
+        """Plain JSON types (lists, str keys), so the dict survives a store or CSV round trip."""
+        import json
+
         d = asdict(self)
         if isinstance(self.sizes, Mapping):
-            d["sizes"] = {str(k): list(v) for k, v in self.sizes.items()}
-        return d
+            d["sizes"] = {str(k): [float(x) for x in v] for k, v in self.sizes.items()}
+        return json.loads(json.dumps(d))
 
 
 @dataclass(frozen=True)
@@ -371,7 +374,8 @@ def runs_table(runs: Sequence[ProbeRun]) -> pd.DataFrame:
     rows = []
     for r in runs:
         rows.append({
-            "name": r.name, "arch": r.arch, "budget_flops": r.config.get("budget_flops"),
+            "name": r.name, "source_format": r.source_format, "arch": r.arch,
+            "budget_flops": r.config.get("budget_flops"),
             "n_params": r.n_params, "n_nonembedding_params": r.n_nonembedding_params,
             "n_active_params": r.n_active_params, "n_experts": r.n_experts, "top_k": r.top_k,
             "d_model": r.config["shape"]["d_model"], "n_layers": r.config["shape"]["n_layers"],
@@ -383,3 +387,58 @@ def runs_table(runs: Sequence[ProbeRun]) -> pd.DataFrame:
             **{f"eval_{row.task}": row.value for row in r.evals.itertuples()},
         })
     return pd.DataFrame(rows)
+
+
+RUNS_CSV, METRICS_CSV, EVALS_CSV = "sweep_runs.csv", "sweep_metrics.csv", "sweep_evals.csv"
+
+
+def write_tables(runs: Sequence[ProbeRun], folder) -> list:
+    """Write runs as three CSVs in ``folder`` (runs with their config as JSON, long metrics, evals);
+    :func:`read_tables` reads them back. Returns the paths written."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = runs_table(runs)
+    table["config_json"] = [json.dumps(r.config, sort_keys=True) for r in runs]
+    table["tags_json"] = [json.dumps(list(r.tags)) for r in runs]
+    table.to_csv(folder / RUNS_CSV, index=False)
+    pd.concat([r.metrics.assign(run=r.name) for r in runs])[
+        ["run", "name", "step", "tokens", "flops", "wall_time", "value"]].to_csv(folder / METRICS_CSV, index=False)
+    pd.concat([r.evals.assign(run=r.name) for r in runs])[["run", *EVAL_COLUMNS]].to_csv(folder / EVALS_CSV,
+                                                                                         index=False)
+    return [folder / RUNS_CSV, folder / METRICS_CSV, folder / EVALS_CSV]
+
+
+def read_tables(folder) -> list:
+    """ProbeRuns from the CSVs of :func:`write_tables` (e.g. assets/demo/, to seed a store)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    missing = [n for n in (RUNS_CSV, METRICS_CSV, EVALS_CSV) if not (folder / n).is_file()]
+    if missing:
+        raise ProbeError(f"{folder} lacks {', '.join(missing)}; regenerate it with `python assets/run_demo_sweep.py`.")
+    table = pd.read_csv(folder / RUNS_CSV)
+    metrics = pd.read_csv(folder / METRICS_CSV)
+    evals = pd.read_csv(folder / EVALS_CSV)
+    opt_int = lambda v: None if pd.isna(v) else int(v)  # noqa: E731
+    runs = []
+    for row in table.itertuples(index=False):
+        config = json.loads(row.config_json)
+        tags = json.loads(row.tags_json) if "tags_json" in table.columns else \
+            ["probe", "isoflop", f"budget={float(row.budget_flops):.3g}"]
+        m = metrics[metrics["run"] == row.name].drop(columns="run").reset_index(drop=True)
+        e = evals[evals["run"] == row.name].drop(columns="run").reset_index(drop=True)
+        runs.append(ProbeRun(
+            name=row.name, source_format=getattr(row, "source_format", SOURCE_FORMAT), arch=row.arch,
+            n_params=float(row.n_params), n_nonembedding_params=float(row.n_nonembedding_params),
+            n_active_params=float(row.n_active_params), n_experts=opt_int(row.n_experts), top_k=opt_int(row.top_k),
+            seq_len=int(row.seq_len), tokens_per_step=float(row.tokens_per_step), tokens=float(row.tokens),
+            flops=float(row.flops), flops_rule=row.flops_rule, config=config, tags=tags,
+            metrics=m[["name", "step", "tokens", "flops", "wall_time", "value"]].astype(
+                {"step": "float64", "tokens": "float64", "flops": "float64", "wall_time": "float64",
+                 "value": "float64"}),
+            evals=e[EVAL_COLUMNS]))
+    return runs
