@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.curves import group_band, smooth_curves
 from core.demo import DEMO_TAG
+from db.seed import PROBE_DEMO_TAG
 from db.importers import FORMATS
 from db.ingest import ingest_uploads
 from db.store import DUPLICATE_POLICIES, X_AXES
@@ -43,6 +44,9 @@ if runs.empty:
 if runs["tags"].fillna("").str.contains(DEMO_TAG).any():
     st.caption(f"Runs tagged **{DEMO_TAG}** come from a synthetic sweep generated from a known law "
                "(Besiroglu et al. 2024 estimates) with noise — not real training runs.")
+if runs["tags"].fillna("").str.contains(PROBE_DEMO_TAG).any():
+    st.caption(f"Runs tagged **{PROBE_DEMO_TAG}** were trained by ScaleScope's own probe code on the bundled "
+               "corpus, on a 2-core CPU (`assets/run_demo_sweep.py`): an IsoFLOP sweep of small dense models.")
 
 size_cols = ["arch", "n_params", "n_nonembedding_params", "n_active_params", "n_experts", "top_k",
              "seq_len", "tokens_per_step", "tokens", "flops"]
@@ -78,8 +82,9 @@ default = table["name"].head(8).tolist()  # the runs the filter above shows
 c1, c2, c3 = st.columns([3, 1, 1])
 chosen = c1.multiselect("Runs", names, default=default, key=f"curve_runs_{name_filter}")
 metric_names = store.metric_names(chosen) if chosen else []
-metric = c2.selectbox("Metric", metric_names,
-                      index=metric_names.index("loss") if "loss" in metric_names else 0, key="curve_metric")
+preferred = next((m for m in ("loss", "train_loss", "eval_loss") if m in metric_names), None)
+metric = c2.selectbox("Metric", metric_names, index=metric_names.index(preferred) if preferred else 0,
+                      key="curve_metric")
 x_axis = c3.selectbox("x-axis", X_AXES, key="curve_x")
 c1, c2, c3, c4 = st.columns(4)
 log_x = c1.checkbox("log x", value=x_axis != "step", key="curve_logx")

@@ -39,3 +39,19 @@ def test_delete_needs_confirmation(app):
     app.checkbox(key="delete_sure").check().run()
     app.button(key="delete_button").click().run()
     assert [h.value for h in app.subheader][0] == "29 runs"
+
+
+def test_first_start_seeds_the_bundled_probe_sweep(db_url, monkeypatch):
+    """What a user's first start shows: the runs ScaleScope trained itself, labelled as such."""
+    from db.seed import probe_demo
+
+    demo = probe_demo()
+    assert demo is not None, "assets/demo/ must be bundled"
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert at.subheader[0].value == f"{len(demo[0])} runs"
+    assert any("probe demo" in c.value and "run_demo_sweep" in c.value for c in at.caption)
+    assert at.selectbox(key="curve_metric").value == "train_loss"
