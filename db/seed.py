@@ -80,6 +80,19 @@ def synthetic_runs() -> list[ParsedRun]:
             for r in demo_sweep()]
 
 
+def seed_demo_fit(store: Store) -> int:
+    """Fit Chinchilla's law (Approach 3, coarse start grid, 200 bootstrap resamples) to the bundled
+    sweep's final held-out losses and store it, so the Fits and Planner pages open on a law fitted
+    to runs ScaleScope trained itself. Returns the fit id."""
+    from db.fit_data import FitOptions, Target, fit_and_save, load_fit_data
+
+    names = [r.name for r in probe_demo()[0]]
+    data = load_fit_data(store, names, Target(kind="final", metric="eval_loss"), n_kind="active")
+    fit_id, _ = fit_and_save(store, data, FitOptions(n_bootstrap=200, grid="coarse"),
+                             name="demo sweep (bundled, trained by ScaleScope)")
+    return fit_id
+
+
 def seed_if_empty(store: Store, routing: bool = False) -> int:
     """Seed the demo into an empty store; returns the number of runs added (0 when not empty).
 
@@ -91,7 +104,11 @@ def seed_if_empty(store: Store, routing: bool = False) -> int:
     if not store.is_empty():
         return 0
     use_probe = os.environ.get("SCALESCOPE_DEMO", "probe") != "synthetic"
-    added = (use_probe and seed_probe_demo(store)) or len(store.ingest(synthetic_runs(), on_duplicate="skip"))
+    added = use_probe and seed_probe_demo(store)
+    if added:
+        seed_demo_fit(store)
+    else:
+        added = len(store.ingest(synthetic_runs(), on_duplicate="skip"))
     if routing:
         from db.routing_seed import seed_bundled_capture
 

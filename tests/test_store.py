@@ -182,6 +182,12 @@ def test_seed_and_schema_version(tmp_path, monkeypatch):
         with s.read() as conn:
             n_evals = conn.execute(sa.text("SELECT count(*) FROM evals")).scalar_one()
         assert n_evals == len(demo[1])
+        from db.fits import list_fits  # and a law fitted to them, so Fits and Planner open on one
+
+        fit = list_fits(s).iloc[0]
+        assert fit["target"] == "eval_loss" and fit["selection"]["runs"] == [r.name for r in demo[0]]
+        a = fit["params"]["beta"] / (fit["params"]["alpha"] + fit["params"]["beta"])
+        assert 0.3 < a < 0.7 and len(fit["diagnostics"]["bootstrap_samples"]) == 200
     s.close()
 
 
