@@ -22,6 +22,7 @@ import torch
 
 from core.corpus import Blocks
 from core.errors import ProbeError
+from core.runs import ParsedRun
 from core.probes.devices import DeviceChoice, autocast, pick_device, synchronize
 from core.probes.flops import flops_per_token, tokens_for_budget
 from core.probes.model_configs import (ModelShape, ParamCounts, build_model, count_params, shape_for_params)
@@ -104,26 +105,12 @@ class SweepPlan:
 
 
 @dataclass
-class ProbeRun:
-    """One trained run: the fields of db.importers.base.ParsedRun, plus held-out evals."""
+class ProbeRun(ParsedRun):
+    """One trained run: a :class:`core.runs.ParsedRun` (config holds budget, shape, lr schedule,
+    hardware, seed, losses) plus its held-out evals."""
 
-    name: str
     source_format: str = SOURCE_FORMAT
-    source_file: str = ""
-    arch: str = "dense"
-    n_params: Optional[float] = None
-    n_nonembedding_params: Optional[float] = None
-    n_active_params: Optional[float] = None
-    n_experts: Optional[int] = None
-    top_k: Optional[int] = None
-    seq_len: Optional[int] = None
-    tokens_per_step: Optional[float] = None
-    tokens: Optional[float] = None
-    flops: Optional[float] = None
     flops_rule: str = FLOPS_RULE
-    config: dict = field(default_factory=dict)  # budget, shape, lr schedule, hardware, seed, losses
-    tags: list = field(default_factory=list)
-    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # name, step, tokens, flops, wall_time, value
     evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EVAL_COLUMNS))  # heldout_<domain>
 
     def parsed_run_fields(self) -> dict:
