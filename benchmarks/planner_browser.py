@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port  # noqa: E402  (one browser setup)
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit  # noqa: E402  (one browser setup)
 
 RESULTS = ROOT / "benchmarks" / "RESULTS_planner.md"
 N_STAR = ".st-key-planner_n_params [data-testid=stMetricValue]"
@@ -36,25 +35,7 @@ TARGET_MS = 300.0
 
 
 def start_server(db_path: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db_path}", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=open(db_path.with_suffix(".log"), "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{db_path.with_suffix('.log').read_text()}")
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy within 90 s")
+    return start_streamlit(db_path)
 
 
 def wait_idle(page) -> None:
@@ -125,7 +106,7 @@ def main() -> int:
     to_idle = [t[1] for t in timings]
     rows = [("key press → updated N* on screen", to_number, TARGET_MS),
             ("key press → app reports the run finished", to_idle, None)]
-    lines = [f"## Planner in the browser: slider key press → updated N* (`python benchmarks/planner_browser.py`)",
+    lines = ["## Planner in the browser: slider key press → updated N* (`python benchmarks/planner_browser.py`)",
              "",
              f"{args.presses} ArrowRight presses on the budget slider (budget {first} → {last} FLOPs, one "
              "0.1-decade step each) after one untimed warm-up press; Streamlit server and headless Chromium "

@@ -112,8 +112,20 @@ def _jsonable(obj):
 # ============================================================================================
 # Approach 1: minimum over training curves at fixed FLOPs
 # ============================================================================================
+class _ExponentsMixin:
+    """a and b of N_opt ∝ C^a, D_opt ∝ C^b (Hoffmann et al. 2022 eq. 4) from the fitted power laws."""
+
+    @property
+    def a(self) -> float:
+        return self.n_params_law.exponent
+
+    @property
+    def b(self) -> float:
+        return self.tokens_law.exponent
+
+
 @dataclass
-class Approach1Result:
+class Approach1Result(_ExponentsMixin):
     """Approach 1 of Hoffmann et al. 2022: lowest-loss run at each FLOP level (the envelope)."""
 
     levels: np.ndarray  # (K,) FLOP levels where the envelope was read
@@ -126,14 +138,6 @@ class Approach1Result:
     n_params_law: PowerLaw  # N_opt ∝ C^a
     tokens_law: PowerLaw  # D_opt ∝ C^b
     warnings: list = field(default_factory=list)
-
-    @property
-    def a(self) -> float:
-        return self.n_params_law.exponent
-
-    @property
-    def b(self) -> float:
-        return self.tokens_law.exponent
 
     def to_dict(self) -> dict:
         return _jsonable({
@@ -276,7 +280,7 @@ class IsoFlopProfile:
 
 
 @dataclass
-class Approach2Result:
+class Approach2Result(_ExponentsMixin):
     """Approach 2 of Hoffmann et al. 2022: IsoFLOP parabolas and the power laws of their minima."""
 
     profiles: list  # IsoFlopProfile per budget, ascending FLOPs
@@ -284,14 +288,6 @@ class Approach2Result:
     tokens_law: PowerLaw  # D_opt ∝ C^b
     budget_of_point: np.ndarray  # (n,) index into profiles for each input point (-1: not in any budget)
     warnings: list = field(default_factory=list)
-
-    @property
-    def a(self) -> float:
-        return self.n_params_law.exponent
-
-    @property
-    def b(self) -> float:
-        return self.tokens_law.exponent
 
     def to_dict(self) -> dict:
         return _jsonable({

@@ -43,13 +43,17 @@ def default_url() -> str:
     return os.environ.get("SCALESCOPE_DB_URL") or DEFAULT_URL
 
 
-def _file_of(url: str) -> Optional[Path]:
+def _file_of(url: str) -> Path:
+    """The database file a ``duckdb:///PATH`` URL names.
+
+    An in-memory database is refused: duckdb-engine gives each pooled connection (each thread)
+    its own empty one, so pages, imports and readers would not see each other's data.
+    """
     prefix = "duckdb:///"
-    if not url.startswith(prefix):
-        return None
-    path = url[len(prefix):].split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return None
+    path = url[len(prefix):].split("?", 1)[0] if url.startswith(prefix) else ""
+    if path in ("", ":memory:") or path.startswith(":memory:"):
+        raise StoreError(f"Unsupported database URL {url!r}: ScaleScope needs a file, e.g. "
+                         "duckdb:///data/scalescope.duckdb (an in-memory DuckDB is empty in every thread).")
     return Path(path)
 
 
@@ -58,12 +62,9 @@ class Store:
 
     def __init__(self, url: Optional[str] = None):
         self.url = url or default_url()
-        if not self.url.startswith("duckdb://"):
-            raise StoreError(f"Unsupported database URL {self.url!r}: use duckdb:///path/to/file.duckdb.")
         path = _file_of(self.url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        key = str(path.resolve()) if path is not None else self.url
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(path.resolve())
         with _LOCKS_GUARD:
             self._lock = _LOCKS.setdefault(key, threading.RLock())
         try:

@@ -267,3 +267,9 @@ def test_bundled_probe_sweep_fits_with_sensible_exponents(tmp_path, monkeypatch)
     assert 0.3 < fit.params["beta"] / (fit.params["alpha"] + fit.params["beta"]) < 0.7
     assert 0 < fit.params["alpha"] < 1.5 and 0 < fit.params["beta"] < 1.5
     s.close()
+
+
+@pytest.mark.parametrize("url", ["duckdb:///:memory:", "duckdb://", "sqlite:///x.db"])
+def test_in_memory_and_foreign_urls_are_refused(url):
+    with pytest.raises(StoreError, match="needs a file"):
+        Store(url)

@@ -36,39 +36,51 @@ def _need_chromium():
         pytest.skip(f"Chromium not found at {CHROMIUM}: `apt-get install -y chromium` to run browser tests")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    _need_chromium()
-    db = tmp_path_factory.mktemp("e2e") / "e2e.duckdb"
+def start_streamlit(db_path: Path, **env_extra) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free localhost port against ``db_path``; waits until healthy.
+
+    Shared by the browser tests, benchmarks/planner_browser.py and docs/screenshots.py. The
+    server's output goes to ``db_path`` with a .log suffix.
+    """
     port = _free_port()
-    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db}", PYTHONUNBUFFERED="1", SCALESCOPE_SEED_ROUTING="1",
-               SCALESCOPE_DEMO="synthetic")
-    log = open(db.with_suffix(".log"), "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db_path}", PYTHONUNBUFFERED="1", **env_extra)
+    log_path = db_path.with_suffix(".log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{db.with_suffix('.log').read_text()}")
+            raise RuntimeError(f"streamlit exited early:\n{log_path.read_text()}")
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
+                return proc, url
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not become healthy within 90 s")
-    yield {"url": url, "db_url": f"duckdb:///{db}", "db": db}
+    proc.kill()
+    raise RuntimeError("streamlit did not become healthy within 90 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    _need_chromium()
+    db = tmp_path_factory.mktemp("e2e") / "e2e.duckdb"
+    # first start for real (routing captures seeded); the synthetic demo keeps page numbers fixed
+    proc, url = start_streamlit(db, SCALESCOPE_SEED_ROUTING="1", SCALESCOPE_DEMO="synthetic")
+    yield {"url": url, "db_url": f"duckdb:///{db}", "db": db}
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
