@@ -6,12 +6,12 @@ import json
 import math
 import sys
 
-from db.store import Store
+from services.runs import Store, open_store as _open
 
 
 def open_store(args) -> Store:
     """The Store named by --db, else $SCALESCOPE_DB_URL, else the default file."""
-    return Store(args.db) if getattr(args, "db", None) else Store()
+    return _open(getattr(args, "db", None))
 
 
 def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

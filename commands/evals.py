@@ -11,8 +11,8 @@ import pandas as pd
 from commands.common import add_common, emit, open_store
 from core.errors import InputError
 from core.observational import PCAConfig, benchmark_pca, family_compute_efficiency
-from db.evals import import_eval_paths, load_evals, model_table, pca_matrix
-from db.importers.evals import parse_eval_file
+from services.evals import import_eval_paths, load_evals, model_table, pca_matrix
+from importers.evals import parse_eval_file
 
 
 def register(sub) -> None:

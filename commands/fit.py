@@ -15,8 +15,8 @@ from commands.common import add_common, emit, open_store
 from core.errors import InputError
 from core.fit import LAW_NAMES, Approach3Settings
 from core.progress import text_bar
-from db import fit_data
-from db.fits import delete_fit, list_fits
+from services import fits as fit_data
+from services.fits import delete_fit, list_fits
 
 
 def register(sub) -> None:

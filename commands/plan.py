@@ -88,7 +88,7 @@ def _budget(args):
 def _law_choice(args, store_holder: list) -> LawChoice:
     if args.fit is None:
         return preset_choice(args.preset or DEFAULT_PRESET)
-    from db.fits import get_fit  # only a --fit needs the database
+    from services.fits import get_fit  # only a --fit needs the database
 
     store_holder.append(open_store(args))
     return stored_fit_choice(get_fit(store_holder[0], int(_number("--fit", args.fit))))
@@ -97,7 +97,7 @@ def _law_choice(args, store_holder: list) -> LawChoice:
 def _routed_law(args, store_holder: list) -> RoutedParams:
     if args.routed_fit is None:
         return preset_choice(args.routed_preset or DEFAULT_ROUTED_PRESET).params
-    from db.fits import get_fit
+    from services.fits import get_fit
 
     if not store_holder:
         store_holder.append(open_store(args))

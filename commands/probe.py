@@ -23,7 +23,7 @@ ARCHS = {"dense": ("dense",), "moe": ("moe",), "both": ("dense", "moe")}
 
 
 def _numbers(values, what: str) -> list:
-    from db.probe_runs import parse_numbers
+    from services.probes import parse_numbers
 
     return parse_numbers(" ".join(values), what)
 
@@ -90,7 +90,7 @@ def _set_threads(args) -> None:
 
 def _sweep_bar():
     """core.progress.text_bar with the sweep's long messages shortened to what its line shows."""
-    from db.probe_runs import parse_progress
+    from services.probes import parse_progress
 
     bar = text_bar(sys.stderr)
 
@@ -108,7 +108,7 @@ def _duration(seconds: float) -> str:
 def sweep(args) -> int:
     from core.probes.devices import pick_device
     from core.probes.sweep import SweepConfig, plan_sweep
-    from db import probe_runs
+    from services import probes as probe_runs
 
     budgets = _numbers(args.budgets, "--budgets")
     sizes = _numbers(args.sizes, "--sizes")
@@ -166,7 +166,7 @@ def sweep(args) -> int:
 def throughput(args) -> int:
     from core.probes.devices import pick_device
     from core.probes.model_configs import count_params
-    from db import probe_runs
+    from services import probes as probe_runs
 
     _set_threads(args)
     choice = pick_device(args.device)

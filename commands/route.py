@@ -16,7 +16,7 @@ import argparse
 from commands.common import add_common, emit, open_store
 from core.errors import InputError
 from core.progress import text_bar
-from db import routing
+from services import routing
 
 VOCAB_MIN_COUNT = 10  # the "tokens seen at least 10 times"
 

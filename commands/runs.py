@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from core.errors import InputError
-from db.importers import FORMATS
-from db.ingest import ingest_paths
+from importers import FORMATS
+from services.ingest import ingest_paths
 from commands.common import add_common, emit, open_store
-from db.store import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS
+from services import runs as runs_service
+from services.runs import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS
 
 
 def register(sub) -> None:
@@ -45,7 +46,7 @@ def ingest(args) -> int:
 
 
 def list_runs(args) -> int:
-    frame = open_store(args).runs()
+    frame = runs_service.list_runs(open_store(args))
     cols = ["name", "source_format", "arch", "n_params", "n_active_params", "tokens", "flops", "n_metric_rows"]
     rows = [{("format" if c == "source_format" else c): r[c] for c in cols} for r in frame[cols].to_dict("records")]
     emit(args, {"runs": rows}, frame[cols].to_string(index=False) if len(frame) else "no runs")
@@ -54,7 +55,7 @@ def list_runs(args) -> int:
 
 def export(args) -> int:
     fmt = args.format or ("parquet" if str(args.out).endswith(".parquet") else "csv")
-    n = open_store(args).export_metrics(args.runs, args.out, fmt)
+    n = runs_service.export_metrics(open_store(args), args.runs, args.out, fmt)
     emit(args, {"rows": n, "path": str(args.out), "format": fmt}, f"wrote {n} rows to {args.out}")
     return 0
 
@@ -63,12 +64,12 @@ def edit_run(args) -> int:
     sizes = {f: getattr(args, f) for f in EDITABLE_SIZE_FIELDS if getattr(args, f) is not None}
     if not sizes:
         raise InputError("Nothing to edit: give at least one size, e.g. --n-params 1.2e8.")
-    row = open_store(args).update_run(args.name, **sizes)
+    row = runs_service.update_run(open_store(args), args.name, **sizes)
     emit(args, {"run": row}, f"updated {args.name}: " + ", ".join(f"{k}={row[k]}" for k in sizes))
     return 0
 
 
 def delete_runs(args) -> int:
-    n = open_store(args).delete_runs(args.names)
+    n = runs_service.delete_runs(open_store(args), args.names)
     emit(args, {"deleted": n}, f"deleted {n} run(s)")
     return 0

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError, StoreError
 from db import schema
-from db.importers.base import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun
+from core.runs import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun
 
 DEFAULT_URL = "duckdb:///data/scalescope.duckdb"
 DUPLICATE_POLICIES = ("error", "skip", "replace", "rename")

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 import streamlit as st
 
 from core.errors import Cancelled, ScaleScopeError
-from db.seed import seed_if_empty
-from db.store import Store, default_url
+from services.seed import seed_if_empty
+from services.runs import Store, default_url
 
 
 @st.cache_resource(show_spinner="Opening the database (first start: seeding the demo)…")

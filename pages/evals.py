@@ -6,12 +6,13 @@ import streamlit as st
 
 from core.downstream import DownstreamFit
 from core.observational import PCAConfig, benchmark_pca, family_compute_efficiency
-from db.evals import (
+from services.evals import (
     LOWER_IS_BETTER, X_AXES, benchmark_labels, filter_evals, fit_points, import_eval_uploads, load_evals, model_table,
     pca_matrix, save_eval_fit, scaling_points, split_label,
 )
-from db.importers.evals import is_accuracy_like
+from importers.evals import is_accuracy_like
 from pages.common import get_store, progress_bar, user_errors
+from services import runs as runs_service
 
 LAWS = {"none": "no fit", "sigmoid": "sigmoid with floor and ceiling (Ruan et al. 2024)",
         "log_law": "log-law (Isik et al. 2024)", "power_law": "power law + irreducible term (Isik et al. 2024)"}
@@ -91,7 +92,7 @@ group_by = c3.radio("One line per", ["family", "run"], horizontal=True, key="eva
 checkpoints = c4.radio("Checkpoints", ["last", "all"], horizontal=True, key="evals_checkpoints",
                        format_func={"last": "each run's last", "all": "every one"}.get)
 if x == "loss":
-    loss_names = store.metric_names()
+    loss_names = runs_service.metric_names(store)
     loss_metric = st.selectbox("Loss metric (read at each eval's step)", loss_names or ["loss"],
                                index=loss_names.index("loss") if "loss" in loss_names else 0, key="evals_loss_metric")
     if loss_metric != "loss":

@@ -14,9 +14,10 @@ from plotly.subplots import make_subplots
 from core import fit as core_fit
 from core.errors import ScaleScopeError
 from core.isoflop import group_budgets
-from db import fit_data
-from db.fits import delete_fit, get_fit, list_fits, load_result
+from services import fits as fit_data
+from services.fits import delete_fit, get_fit, list_fits, load_result
 from pages.common import get_store, progress_bar, user_errors
+from services import runs as runs_service
 
 LAW_LABELS = {
     "chinchilla": "Chinchilla: L = E + A/N^α + B/D^β (Hoffmann et al. 2022)",
@@ -345,7 +346,7 @@ with st.expander("Data and target", expanded=True):
     kind = c1.selectbox("Target", list(fit_data.TARGET_KINDS), format_func=fit_data.TARGET_KINDS.get, key="fit_target")
     step, points_per_run, task = None, 20, None
     if kind == "eval":
-        from db.evals import benchmark_labels, load_evals, split_label
+        from services.evals import benchmark_labels, load_evals, split_label
 
         labels = benchmark_labels(load_evals(store))
         if not labels:
@@ -353,7 +354,7 @@ with st.expander("Data and target", expanded=True):
             st.stop()
         task, metric = split_label(c2.selectbox("Eval (task · metric)", labels, key="fit_eval"))
     else:
-        metric_names = store.metric_names(chosen) if chosen else []
+        metric_names = runs_service.metric_names(store, chosen) if chosen else []
         metric = c2.selectbox("Metric", metric_names or ["loss"], key="fit_metric",
                               index=metric_names.index("loss") if "loss" in metric_names else 0)
         if kind == "at_step":

@@ -31,8 +31,8 @@ from core.planner import plan as plan_law
 from core.planner import params_from_fit
 from core.presets import list_presets
 from core.reference_models import reference_models
-from db.fits import get_fit, list_fits
-from db.probes import list_probes
+from services.fits import get_fit, list_fits
+from services.probes import list_probes
 from pages.common import get_store, user_errors
 
 # Renard R10 preferred numbers (ISO 3): ten steps per decade, each ≈ 0.1 decade, with short

@@ -14,7 +14,7 @@ from core.probes.devices import pick_device
 from core.probes.flops import flops_per_token
 from core.probes.model_configs import count_params
 from core.probes.sweep import SweepConfig, plan_sweep
-from db import probe_runs
+from services import probes as probe_runs
 from pages.common import get_store, progress_bar, user_errors
 
 ARCH_LABELS = {"dense": "dense (Llama-style)", "moe": "MoE (Qwen3-MoE)", "both": "dense and MoE"}

@@ -10,8 +10,8 @@ import streamlit as st
 from core.errors import InputError
 from core.routing import metrics, views
 from core.routing.capture import layer_arrays, load_moe_model
-from db import routing
-from db.routing_seed import bundled_checkpoints, bundled_documents, bundled_tokenizer
+from services import routing
+from services.routing_seed import bundled_checkpoints, bundled_documents, bundled_tokenizer
 from pages.common import get_store, progress_bar, user_errors
 
 LOCAL = "local folder…"

@@ -7,10 +7,11 @@ import streamlit as st
 
 from core.curves import group_band, smooth_curves
 from core.demo import DEMO_TAG
-from db.seed import PROBE_DEMO_TAG
-from db.importers import FORMATS
-from db.ingest import ingest_uploads
-from db.store import DUPLICATE_POLICIES, X_AXES
+from services.seed import PROBE_DEMO_TAG
+from importers import FORMATS
+from services.ingest import ingest_uploads
+from services import runs as runs_service
+from services.runs import DUPLICATE_POLICIES, X_AXES
 from pages.common import get_store, user_errors
 
 store = get_store()
@@ -36,7 +37,7 @@ with st.expander("Upload training logs", expanded=True):
                        + (" …" if len(added) > 10 else ""))
 
 # ------------------------------------------------------------------ runs table
-runs = store.runs()
+runs = runs_service.list_runs(store)
 if runs.empty:
     st.info("No runs yet: upload a training log above.")
     st.stop()
@@ -71,7 +72,7 @@ if changes and st.button("Save size edits", key="save_sizes"):
     with user_errors():
         for row, fields in changes.items():
             name = table.iloc[int(row)]["name"]
-            store.update_run(name, **{k: (None if pd.isna(v) else v) for k, v in fields.items()})
+            runs_service.update_run(store, name, **{k: (None if pd.isna(v) else v) for k, v in fields.items()})
         st.success(f"Saved sizes of {len(changes)} run(s); tokens and FLOPs re-derived where possible.")
         st.rerun()
 
@@ -81,7 +82,7 @@ names = runs["name"].tolist()
 default = table["name"].head(8).tolist()  # the runs the filter above shows
 c1, c2, c3 = st.columns([3, 1, 1])
 chosen = c1.multiselect("Runs", names, default=default, key=f"curve_runs_{name_filter}")
-metric_names = store.metric_names(chosen) if chosen else []
+metric_names = runs_service.metric_names(store, chosen) if chosen else []
 preferred = next((m for m in ("loss", "train_loss", "eval_loss") if m in metric_names), None)
 metric = c2.selectbox("Metric", metric_names, index=metric_names.index(preferred) if preferred else 0,
                       key="curve_metric")
@@ -95,7 +96,7 @@ group_key = c4.selectbox("Group by config key", ["(none)"] + config_keys, key="c
 
 if chosen and metric:
     with user_errors():
-        curves = store.curves(chosen, metric, x=x_axis, log_x=log_x)
+        curves = runs_service.curves(store, chosen, metric, x=x_axis, log_x=log_x)
         if curves.empty:
             st.warning(f"The chosen runs have no {metric!r} points with a known {x_axis}: "
                        "pick another x-axis, or fill in tokens per step / parameters in the table above.")
@@ -129,7 +130,7 @@ c1, c2 = st.columns(2)
 with c1:
     export_runs = st.multiselect("Runs to export", names, default=chosen, key="export_runs")
     if export_runs:
-        frame = store.metrics(export_runs)
+        frame = runs_service.metrics(store, export_runs)
         st.download_button("Download CSV", frame.to_csv(index=False).encode(), "scalescope_runs.csv",
                            "text/csv", key="dl_csv")
         st.download_button("Download Parquet", frame.to_parquet(index=False), "scalescope_runs.parquet",
@@ -139,6 +140,6 @@ with c2:
     sure = st.checkbox("Yes, delete these runs and their metrics", key="delete_sure")
     if st.button("Delete", disabled=not (doomed and sure), key="delete_button"):
         with user_errors():
-            n = store.delete_runs(doomed)
+            n = runs_service.delete_runs(store, doomed)
             st.success(f"Deleted {n} run(s).")
             st.rerun()

@@ -58,7 +58,7 @@ def test_epoch_csv_reproduces_besiroglu_and_is_stored(db_url, reference_dir, cap
 
 def test_stored_runs_by_name_tag_and_listing(db_url, capsys):
     store = Store(db_url)
-    from db.seed import seed_if_empty
+    from services.seed import seed_if_empty
 
     seed_if_empty(store)
     store.close()

@@ -17,8 +17,8 @@ import torch
 import cli
 from core.routing import metrics
 from core.routing.capture import layer_arrays
-from db import routing
-from db.routing_seed import bundled_checkpoints
+from services import routing
+from services.routing_seed import bundled_checkpoints
 from db.store import Store
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from db.importers.evals import (
+from importers.evals import (
     EVAL_COLUMNS, MODEL_COLUMNS, ParsedEvals, is_accuracy_like, parse_eval_file, parse_eval_upload,
     parse_harness_results, step_from_text,
 )

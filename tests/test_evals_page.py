@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db.evals import import_eval_paths, store_evals
+from services.evals import import_eval_paths, store_evals
 from db.fits import list_fits
-from db.seed import seed_if_empty
+from services.seed import seed_if_empty
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "evals.py")
 TIMEOUT = 120  # a busy CI machine: the first run imports plotly and scipy

@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from core.errors import InputError
-from db.evals import (
+from services.evals import (
     fit_points, import_eval_paths, import_eval_uploads, load_eval_fit, load_evals, pca_matrix, save_eval_fit,
     scaling_points, store_evals,
 )
 from db.fits import list_fits
-from db.importers.base import ParsedRun
+from importers.base import ParsedRun
 
 RUN = "ft-125m"
 TOKENS_PER_STEP = 1000.0

@@ -10,10 +10,10 @@ import pytest
 
 from core.errors import FitError, InputError
 from core.laws import BESIROGLU_2024
-from db import fit_data
+from services import fits as fit_data
 from db.fits import delete_fit, get_fit, list_fits, load_result
-from db.importers.base import ParsedRun
-from db.seed import seed_if_empty
+from importers.base import ParsedRun
+from services.seed import seed_if_empty
 
 QUICK = dict(grid="quick", n_bootstrap=50)  # the full 4,500-start grid is tested in the core tests
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from core.errors import InputError
-from db.importers import (
+from importers import (
     FORMATS, count_params_from_config, detect_format, parse_file, parse_upload, parse_uploads,
 )
-from db.importers.base import METRIC_COLUMNS
-from db.importers.safety import ZipLimits, check_zip, safe_extract_zip
+from importers.base import METRIC_COLUMNS
+from importers.safety import ZipLimits, check_zip, safe_extract_zip
 
 torch.set_num_threads(1)
 

@@ -16,8 +16,8 @@ from core import corpus
 from core.errors import Cancelled, DuplicateRunError, ProbeError
 from core.probes.model_configs import count_params
 from core.probes.sweep import ProbeRun, SweepConfig, plan_sweep
-from db import probe_runs, routing
-from db.importers.base import ParsedRun
+from services import probes as probe_runs, routing
+from importers.base import ParsedRun
 from db.probes import list_probes
 
 torch.set_num_threads(1)

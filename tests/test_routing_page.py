@@ -15,8 +15,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.routing import views
-from db import routing
-from db.routing_seed import bundled_checkpoints, seed_bundled_capture
+from services import routing
+from services.routing_seed import bundled_checkpoints, seed_bundled_capture
 from db.store import Store
 
 torch.set_num_threads(1)

@@ -18,8 +18,8 @@ from core.corpus import load_heldout
 from core.errors import Cancelled, InputError, RoutingError
 from core.routing import metrics, views
 from core.routing.capture import ASSIGNMENT_COLUMNS, layer_arrays, load_tokenizer
-from db import routing
-from db.routing_seed import (
+from services import routing
+from services.routing_seed import (
     BUNDLED_TOKENIZER, bundled_checkpoints, bundled_documents, bundled_tokenizer, seed_bundled_capture,
 )
 from db.store import Store

@@ -43,7 +43,7 @@ def test_delete_needs_confirmation(app):
 
 def test_first_start_seeds_the_bundled_probe_sweep(db_url, monkeypatch):
     """What a user's first start shows: the runs ScaleScope trained itself, labelled as such."""
-    from db.seed import probe_demo
+    from services.seed import probe_demo
 
     demo = probe_demo()
     assert demo is not None, "assets/demo/ must be bundled"

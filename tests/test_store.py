@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError, StoreError
 from db import schema
-from db.importers.base import ParsedRun
-from db.seed import probe_demo, seed_if_empty
+from importers.base import ParsedRun
+from services.seed import probe_demo, seed_if_empty
 from db.store import Store
 
 

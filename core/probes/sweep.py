@@ -7,7 +7,7 @@ a Qwen3-MoE config; N is the ACTIVE parameter count throughout (tied embedding i
 model_configs), so C = 6·N·D counts the compute each token really costs.
 
 ``plan_sweep`` checks everything and estimates the time before any training; ``run_sweep``
-trains the runs and returns them as :class:`ProbeRun` — the fields of db.importers.base.ParsedRun
+trains the runs and returns them as :class:`ProbeRun` — the fields of importers.base.ParsedRun
 plus per-domain held-out evals — for the store to ingest.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ProbeRun(ParsedRun):
     evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EVAL_COLUMNS))  # heldout_<domain>
 
     def parsed_run_fields(self) -> dict:
-        """Keyword arguments for db.importers.base.ParsedRun (everything but ``evals``)."""
+        """Keyword arguments for importers.base.ParsedRun (everything but ``evals``)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evals"}
 
 

@@ -27,7 +27,7 @@ from core.errors import ProbeError
 from core.probes.devices import DeviceChoice, autocast, pick_device, synchronize
 from core.progress import ProgressFn, report
 
-METRIC_COLUMNS = ["name", "step", "tokens", "flops", "wall_time", "value"]  # = db.importers.base's
+METRIC_COLUMNS = ["name", "step", "tokens", "flops", "wall_time", "value"]  # = importers.base's
 
 CheckpointFn = Callable[[torch.nn.Module, int], None]
 

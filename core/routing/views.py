@@ -2,7 +2,7 @@
 
 The page (pages/routing.py) reads widgets, calls these helpers and draws; the CLI uses the same
 numbers. Inputs are assignment frames with the columns of ``core.routing.capture.ASSIGNMENT_COLUMNS``
-(one row per token, MoE layer and rank), as ``db.routing.load_assignments`` returns them.
+(one row per token, MoE layer and rank), as ``services.routing.load_assignments`` returns them.
 
 - corpora: :func:`sample_by_domain` (a balanced sample of the bundled corpus),
   :func:`documents_from_uploads` (uploaded files, one domain per file);

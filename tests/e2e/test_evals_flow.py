@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from db.seed import synthetic_runs
+from services.seed import synthetic_runs
 from tests.e2e.conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e

@@ -22,9 +22,9 @@ from typing import Optional
 import numpy as np
 
 from core.errors import InputError
-from db.importers.base import ParsedRun
-from db.importers.derive import check_unique_names, finish_run, metrics_frame
-from db.importers.safety import clean_name, member_label, read_text
+from importers.base import ParsedRun
+from importers.derive import check_unique_names, finish_run, metrics_frame
+from importers.safety import clean_name, member_label, read_text
 
 STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "config.json"

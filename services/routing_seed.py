@@ -4,7 +4,7 @@ A newcomer opens the Routing page and sees real heatmaps — and saturation acro
 without a download. Every checkpoint folder under assets/models/<model>/step-NNNN is captured on
 the same balanced sample (core.routing.views.sample_by_domain), so their tokens line up.
 
-    from db.routing_seed import seed_bundled_capture
+    from services.routing_seed import seed_bundled_capture
     seed_bundled_capture(store)   # a few seconds on a CPU; [] when the store already has captures
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from db.routing import checkpoint_step_of, display_path, list_captures, run_capture
+from services.routing import checkpoint_step_of, display_path, list_captures, run_capture
 from db.store import Store
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

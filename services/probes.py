@@ -31,7 +31,7 @@ from core.corpus import Blocks
 from core.errors import DuplicateRunError, InputError, ProbeError
 from core.progress import ProgressFn
 from db import schema
-from db.importers.base import ParsedRun
+from core.runs import ParsedRun
 from db.probes import SWEEP_KIND, THROUGHPUT_KINDS, insert_probe, list_probes
 from db.store import Store, validate_parsed
 

@@ -19,9 +19,9 @@ from typing import Optional
 import numpy as np
 
 from core.errors import InputError
-from db.importers.base import ParsedRun
-from db.importers.derive import check_unique_names, concat_metrics, finish_run, metrics_frame
-from db.importers.safety import member_label
+from importers.base import ParsedRun
+from importers.derive import check_unique_names, concat_metrics, finish_run, metrics_frame
+from importers.safety import member_label
 
 TFEVENTS_MARK = "tfevents"
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length

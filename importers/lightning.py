@@ -14,10 +14,10 @@ from typing import Optional
 import yaml
 
 from core.errors import InputError
-from db.importers.base import ParsedRun
-from db.importers.derive import apply_sizes, check_unique_names, finish_run, sizes_from_hparams
-from db.importers.safety import member_label, read_text
-from db.importers.tabular import normalize, read_table, parse_wide
+from importers.base import ParsedRun
+from importers.derive import apply_sizes, check_unique_names, finish_run, sizes_from_hparams
+from importers.safety import member_label, read_text
+from importers.tabular import normalize, read_table, parse_wide
 
 METRICS_FILE = "metrics.csv"
 HPARAMS_FILE = "hparams.yaml"

@@ -17,10 +17,10 @@ from typing import Optional
 import numpy as np
 
 from core.errors import InputError
-from db.importers.base import ParsedRun
-from db.importers.derive import FLOPS_PER_PARAM_TOKEN, check_unique_names, concat_metrics, finish_run, metrics_frame
-from db.importers.safety import clean_name
-from db.importers.tabular import STEP_ALIASES, Table, clean_strings, find_column, normalize, read_table
+from importers.base import ParsedRun
+from importers.derive import FLOPS_PER_PARAM_TOKEN, check_unique_names, concat_metrics, finish_run, metrics_frame
+from importers.safety import clean_name
+from importers.tabular import STEP_ALIASES, Table, clean_strings, find_column, normalize, read_table
 
 # Normalised column names for each field, most specific first.
 ALIASES = {

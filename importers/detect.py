@@ -18,8 +18,8 @@ import zipfile
 from typing import Optional, Union
 
 from core.errors import InputError
-from db.importers import hf_trainer, lightning, summary, tabular, tensorboard_events
-from db.importers.safety import SNIFF_BYTES, check_not_empty, require_text
+from importers import hf_trainer, lightning, summary, tabular, tensorboard_events
+from importers.safety import SNIFF_BYTES, check_not_empty, require_text
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # Loose files in a folder or zip that are read as tables.
@@ -149,7 +149,7 @@ def _detect_bytes(head: bytes, filename: str, read_all, what: str) -> str:
 
 
 def detect_format(path_or_bytes: Union[str, os.PathLike, bytes], filename: Optional[str] = None) -> str:
-    """The format key (see ``db.importers.FORMATS``) of a file, folder, zip or uploaded bytes.
+    """The format key (see ``importers.FORMATS``) of a file, folder, zip or uploaded bytes.
 
     A zip or folder gives the one folder format it holds (tensorboard, hf_trainer, lightning) or
     ``bundle`` when it mixes formats or holds tables. Raises InputError when no format fits.

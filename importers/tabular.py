@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.errors import InputError
-from db.importers.base import ParsedRun
-from db.importers.derive import check_unique_names, concat_metrics, finish_run, metrics_frame
-from db.importers.safety import (
+from importers.base import ParsedRun
+from importers.derive import check_unique_names, concat_metrics, finish_run, metrics_frame
+from importers.safety import (
     SNIFF_BYTES, check_finite, check_non_negative, check_not_empty, clean_name, require_text,
 )
 

@@ -17,13 +17,13 @@ import tempfile
 from typing import Iterable, Optional, Union
 
 from core.errors import InputError
-from db.importers import hf_trainer, lightning, summary, tabular, tensorboard_events
-from db.importers.base import ParsedRun
-from db.importers.derive import check_unique_names
-from db.importers.detect import (
+from importers import hf_trainer, lightning, summary, tabular, tensorboard_events
+from importers.base import ParsedRun
+from importers.derive import check_unique_names
+from importers.detect import (
     FOLDER_FORMATS, TABULAR_EXTS, container_format, detect_format, is_zip, list_files,
 )
-from db.importers.safety import (
+from importers.safety import (
     DEFAULT_MAX_BYTES, SNIFF_BYTES, ZipLimits, check_not_empty, check_size, member_label, resolve_max_bytes,
     safe_extract_zip,
 )

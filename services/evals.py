@@ -29,7 +29,7 @@ from core.observational import PCAConfig, eval_matrix
 from core.progress import ProgressFn
 from db import schema
 from db.fits import get_fit, save_fit
-from db.importers.evals import (
+from importers.evals import (
     ParsedEvals, is_accuracy_like, merge_parsed, parse_eval_files, parse_eval_upload,
 )
 from db.store import Store

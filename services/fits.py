@@ -3,7 +3,7 @@
 - ``select_runs``: which runs (explicit names, a name/tag filter, tags), in the store's order.
 - ``load_fit_data``: one point per run (final value, value at a step, an eval metric) or several
   (points along each curve), with the model size the user chose (total, non-embedding, active).
-- ``load_csv_data``: a run-summary table (db.importers "summary" format) read straight into a fit,
+- ``load_csv_data``: a run-summary table (importers "summary" format) read straight into a fit,
   nothing added to the store; its points are kept in the selection so the fit can be re-run.
 - ``run_fit``: one entry point for every law and method (the page, the CLI and ``refit`` call it).
 - ``refit``: re-run a stored fit from its recorded selection and settings; same seed, same numbers.
@@ -26,6 +26,7 @@ import pandas as pd
 from core import fit as core_fit
 from core.errors import InputError
 from core.progress import ProgressFn
+from db.fits import delete_fit, get_fit, list_fits, load_result, save_result
 from db.store import Store
 
 TARGET_KINDS = {
@@ -255,7 +256,7 @@ def load_fit_data(store: Store, runs: Sequence[str], target: Target = Target(), 
         scaled = s["run_flops"].to_numpy() * points["tokens"].to_numpy() / s["run_tokens"].to_numpy()
         points["flops"] = np.where(np.isfinite(scaled), scaled, 6.0 * s["n_active"].to_numpy() * points["tokens"])
     else:
-        from db.evals import load_evals  # the evals module pulls in the downstream fitting code
+        from services.evals import load_evals  # the evals module pulls in the downstream fitting code
 
         evals = load_evals(store)
         part = evals[(evals["task"] == target.task) & (evals["metric"] == target.metric) & evals["run"].isin(runs)]
@@ -310,12 +311,12 @@ def load_curves(store: Store, data: FitData, max_points: int = 200) -> pd.DataFr
 # A run-summary table, fitted without storing its runs
 # --------------------------------------------------------------------------------------------
 def load_csv_data(path: str, metric: str = "loss", n_kind: str = "total") -> FitData:
-    """Points of a run-summary table (N, D / C, loss; see db.importers.summary), nothing stored.
+    """Points of a run-summary table (N, D / C, loss; see importers.summary), nothing stored.
 
     The selection records the file's name and SHA-256 and the points themselves, so the fit can be
     re-run without the file.
     """
-    from db.importers import parse_file
+    from importers import parse_file
 
     runs = parse_file(path, fmt="summary")
     with open(path, "rb") as fh:
@@ -542,7 +543,6 @@ def backtest_fit(data: FitData, result: core_fit.FitResult, threshold: float, *,
 def fit_and_save(store: Store, data: FitData, options: FitOptions, *, name: Optional[str] = None,
                  progress: Optional[ProgressFn] = None) -> tuple:
     """Fit, then store the fit (nothing is stored when the fit fails or is cancelled). Returns (id, result)."""
-    from db.fits import save_result
 
     result = run_fit(data, options, progress=progress, store=store)
     selection = dict(data.selection)
@@ -570,7 +570,6 @@ def refit(store: Store, fit_id: int, *, progress: Optional[ProgressFn] = None) -
     The same runs, target, size column, weights, start grid, seed and bootstrap count give the same
     parameters, intervals and bootstrap samples.
     """
-    from db.fits import get_fit
 
     row = get_fit(store, fit_id)
     selection = row["selection"] or {}

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from db.importers.safety import (
+from importers.safety import (
     SNIFF_BYTES, check_not_empty, check_size, clean_name, member_label, read_text, require_text,
     resolve_max_bytes, safe_extract_zip,
 )

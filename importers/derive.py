@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from db.importers.base import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun, empty_metrics
-from db.importers.safety import check_finite, check_non_negative, check_size_value
+from importers.base import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun, empty_metrics
+from importers.safety import check_finite, check_non_negative, check_size_value
 
 # FLOPs per parameter per token for one forward + backward pass (Kaplan et al. 2020, eq. 2.1).
 FLOPS_PER_PARAM_TOKEN = 6.0

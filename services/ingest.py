@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from core.errors import InputError
 from db.bulk import ingest_long_table
-from db.importers import detect_format, parse_file, parse_uploads
+from importers import detect_format, parse_file, parse_uploads
 from db.store import Store
 
 # Above this size a long CSV is read by DuckDB itself (pandas would need several times the memory).

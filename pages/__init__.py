@@ -1,0 +1,1 @@
+"""The dashboard's pages (one thin file each) and pages/common.py, their shared helpers."""
