@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.fit import Approach3Settings, fit_chinchilla, scipy_reference_fit  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "reference" / "epoch_chinchilla_svg_extracted_data.csv"
+DATA = ROOT / "assets" / "reference" / "epoch_chinchilla_svg_extracted_data.csv"
 
 
 def _clock():

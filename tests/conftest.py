@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The public reference tables live beside the project (../shared/data/reference); CI always has them.
-REFERENCE = ROOT.parent / "shared" / "data" / "reference"
+# The public reference tables the tests check against live in the repo (assets/reference/README.md).
+REFERENCE = ROOT / "assets" / "reference"
 
 # AppTests open the app on a fresh store each time: skip the bundled routing capture there (it
 # takes seconds). The browser tests' server turns it back on, so first start is tested for real.
@@ -38,8 +38,6 @@ def store(db_url):
 
 @pytest.fixture
 def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE} (it ships beside the project in CI)")
     return REFERENCE
 
 

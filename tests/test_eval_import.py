@@ -1,5 +1,5 @@
 """Eval import: lm-evaluation-harness results files, long/wide CSVs, folders, zips, the public
-reference tables, and bad input (db/importers/evals.py)."""
+reference tables, and bad input (importers/evals.py)."""
 from __future__ import annotations
 
 import json
@@ -15,12 +15,10 @@ from importers.evals import (
     parse_harness_results, step_from_text,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "reference"  # in the repo (assets/reference/README.md)
 
 
 def _reference(name: str) -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data folder {REFERENCE} is absent (it ships beside the project in CI)")
     return REFERENCE / name
 
 

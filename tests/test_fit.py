@@ -35,9 +35,8 @@ from core.laws import (
     routed_loss,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "reference"  # in the repo (assets/reference/README.md)
 EPOCH_CSV = REFERENCE / "epoch_chinchilla_svg_extracted_data.csv"
-needs_reference = pytest.mark.skipif(not EPOCH_CSV.exists(), reason=f"reference data not found at {REFERENCE}")
 
 # A 3^5 = 243-start sub-grid of the 4,500-point grid (published data), and a 2^5 = 32-start one
 # (synthetic data): both keep the tests fast and still find the optimum.
@@ -121,7 +120,6 @@ def test_objective_gradient_and_hessian_are_exact():
         np.testing.assert_allclose(numeric, h, rtol=1e-5, atol=1e-6 * np.abs(h).max())
 
 
-@needs_reference
 def test_batched_optimiser_reaches_scipy_lbfgsb_optimum_on_the_same_starts(epoch_points):
     n, d, loss = epoch_points
     keep = np.argsort(loss)[:240]
@@ -140,7 +138,6 @@ def test_batched_optimiser_reaches_scipy_lbfgsb_optimum_on_the_same_starts(epoch
 # --------------------------------------------------------------------------------------------
 # Published replication (Besiroglu et al. 2024) on Epoch AI's data
 # --------------------------------------------------------------------------------------------
-@needs_reference
 def test_epoch_chinchilla_data_reproduces_besiroglu_estimates(epoch_points):
     n, d, loss = epoch_points
     assert loss.size == 245
