@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit  # noqa: E402  (one browser setup)
+from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit  # noqa: E402  (one browser setup)
 
 RESULTS = ROOT / "benchmarks" / "RESULTS_planner.md"
 N_STAR = ".st-key-planner_n_params [data-testid=stMetricValue]"

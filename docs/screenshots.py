@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_idle  # noqa: E402
+from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_idle  # noqa: E402
 
 PAGES = ["", "fits", "planner", "evals", "routing", "probes"]
 

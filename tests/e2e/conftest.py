@@ -7,26 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+# The server starter and browser settings are shared with benchmarks/ and docs/screenshots.py;
+# wait_idle is re-exported here for the test files.
+from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_idle  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("SCALESCOPE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _need_chromium():
@@ -34,43 +24,6 @@ def _need_chromium():
         if os.environ.get("CI"):
             pytest.fail(f"Chromium not found at {CHROMIUM}; CI must install Debian's chromium package.")
         pytest.skip(f"Chromium not found at {CHROMIUM}: `apt-get install -y chromium` to run browser tests")
-
-
-def start_streamlit(db_path: Path, **env_extra) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free localhost port against ``db_path``; waits until healthy.
-
-    Shared by the browser tests, benchmarks/planner_browser.py and docs/screenshots.py. The
-    server's output goes to ``db_path`` with a .log suffix.
-    """
-    port = _free_port()
-    env = dict(os.environ, SCALESCOPE_DB_URL=f"duckdb:///{db_path}", PYTHONUNBUFFERED="1", **env_extra)
-    log_path = db_path.with_suffix(".log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log_path.read_text()}")
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy within 90 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -101,13 +54,6 @@ def page(browser):
     p.set_default_timeout(60_000)
     yield p
     context.close()
-
-
-def wait_idle(page, timeout=120_000):
-    """Wait until the app has finished its script run (Streamlit's own browser tests do this)."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
-    page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
 
 
 def screenshot(page, name: str) -> Path:
