@@ -1,4 +1,5 @@
-"""Stored eval results (issue 7): import glue, reading back with each eval's scale, fits.
+"""Eval results (issue 7): import glue, reading back with each eval's scale, fits (the SQL is in
+db/evals.py and db/runs.py; this module decides what to store and how to read it).
 
 - Each eval attaches to an existing run matched by name — and by step where the run has logged
   checkpoints: an eval past the run's last logged step is refused, since that checkpoint cannot
@@ -15,24 +16,22 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
 
 from core.downstream import DownstreamFit, DownstreamFitConfig, fit_downstream
 from core.errors import InputError
 from core.observational import PCAConfig, eval_matrix
 from core.progress import ProgressFn
-from db import schema
+from db.evals import delete_same_scores, evals_with_scale, insert_evals
 from db.fits import get_fit, save_fit
+from db.runs import insert_runs, last_logged_steps, run_ids_named, runs_named, update_run_fields
+from db.store import Store
 from importers.evals import (
     ParsedEvals, is_accuracy_like, merge_parsed, parse_eval_files, parse_eval_upload,
 )
-from db.store import Store
 
 EVAL_COLUMNS = ["run", "step", "task", "metric", "value", "stderr"]
 SIZE_KEYS = ("n_params", "n_nonembedding_params", "tokens", "flops")
@@ -181,14 +180,10 @@ def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame
     warnings: list = []
 
     with store.write() as conn:
-        existing = {r["name"]: dict(r) for r in conn.execute(
-            sa.select(schema.runs).where(schema.runs.c.name.in_(run_names))).mappings()}
+        existing = runs_named(conn, run_names)
         # Match by step: an eval past a run's last logged step names a checkpoint it does not have.
         if existing:
-            last_steps = dict(conn.execute(sa.text(
-                "SELECT run_id, max(step) FROM metrics WHERE run_id IN :ids AND step IS NOT NULL GROUP BY run_id")
-                .bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": [r["id"] for r in existing.values()]}).all())
+            last_steps = last_logged_steps(conn, [r["id"] for r in existing.values()])
             for name, row in existing.items():
                 last = last_steps.get(row["id"])
                 if last is None:
@@ -223,8 +218,7 @@ def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame
                                                                          ck_map[name]), True
             if changed:
                 updates["config"] = json.dumps(config, default=str)
-            if updates:
-                conn.execute(sa.update(schema.runs).where(schema.runs.c.id == row["id"]).values(**updates))
+            update_run_fields(conn, row["id"], updates)
 
         # New model entries, bulk-loaded; their ids come from the sequence.
         new_names = [n for n in run_names if n not in existing]
@@ -249,44 +243,14 @@ def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame
                     "tokens": tokens, "flops": flops, "flops_rule": rule,
                     "config": json.dumps(config, default=str), "tags": json.dumps(["evals"]),
                 })
-            runs_frame = pa.Table.from_pylist(rows, schema=pa.schema([
-                ("name", pa.string()), ("source_format", pa.string()), ("source_file", pa.string()),
-                ("arch", pa.string()), ("n_params", pa.float64()), ("n_nonembedding_params", pa.float64()),
-                ("n_active_params", pa.float64()), ("tokens_per_step", pa.float64()), ("tokens", pa.float64()),
-                ("flops", pa.float64()), ("flops_rule", pa.string()), ("config", pa.string()), ("tags", pa.string())]))
-            Store.bulk_insert(conn, schema.runs, runs_frame)
-        ids = dict(conn.execute(sa.select(schema.runs.c.name, schema.runs.c.id)
-                                .where(schema.runs.c.name.in_(run_names))).all())
-
-        table = pa.table({
-            "run_id": pa.array(frame["run"].map(ids).to_numpy(dtype=np.int32)),
-            "step": pa.array(frame["step"].to_numpy(), from_pandas=True),
-            "task": pa.array(frame["task"].tolist(), type=pa.string()),
-            "metric": pa.array(frame["metric"].tolist(), type=pa.string()),
-            "value": pa.array(frame["value"].to_numpy()),
-            "stderr": pa.array(frame["stderr"].to_numpy(), from_pandas=True),
-            "source_file": pa.array(frame["source_file"].tolist(), type=pa.string()),
-        })
-        replaced = _delete_same_scores(conn, table) if existing else 0
-        n = Store.bulk_insert(conn, schema.evals, table)
+            insert_runs(conn, rows)
+        scores = frame.assign(run_id=frame["run"].map(run_ids_named(conn, run_names)))
+        replaced = delete_same_scores(conn, scores) if existing else 0
+        n = insert_evals(conn, scores)
     return {"rows": int(n), "rows_replaced": int(replaced), "runs_matched": len(existing),
             "runs_created": len(run_names) - len(existing),
             "matched": sorted(existing), "created": [n for n in run_names if n not in existing],
             "warnings": warnings}
-
-
-def _delete_same_scores(conn, table: pa.Table) -> int:
-    """Delete stored scores that the import gives again (same run, step, task, metric)."""
-    raw = conn.connection.driver_connection
-    view = f"_ss_evals_{threading.get_ident()}"
-    raw.register(view, table.select(["run_id", "step", "task", "metric"]))
-    try:
-        result = conn.exec_driver_sql(
-            f'DELETE FROM evals e USING "{view}" v WHERE e.run_id = v.run_id AND e.task = v.task '
-            f"AND e.metric = v.metric AND e.step IS NOT DISTINCT FROM v.step")
-        return max(int(result.rowcount or 0), 0)
-    finally:
-        raw.unregister(view)
 
 
 def import_parsed(store: Store, parsed: ParsedEvals) -> dict:
@@ -331,22 +295,7 @@ def load_evals(store: Store, loss_metric: str = "loss") -> pd.DataFrame:
     ``loss`` is ``loss_metric`` at the latest logged step ≤ the eval's (the run's last value for a
     final-model eval).
     """
-    sql = sa.text("""
-        WITH m AS (SELECT run_id, step, tokens, flops, value FROM metrics
-                   WHERE name = :loss_metric AND step IS NOT NULL),
-             fin AS (SELECT run_id, arg_max(value, step) AS loss FROM m GROUP BY run_id),
-             e AS (SELECT ev.*, coalesce(ev.step, -1) AS s FROM evals ev)
-        SELECT r.id AS run_id, r.name AS run, r.source_format, r.config, e.step, e.task, e.metric, e.value,
-               e.stderr, e.source_file, coalesce(r.n_params, r.n_active_params) AS n_params,
-               r.n_active_params, r.tokens AS run_tokens, r.flops AS run_flops, r.tokens_per_step,
-               a.step AS m_step, a.tokens AS m_tokens, a.flops AS m_flops,
-               CASE WHEN e.step IS NULL THEN fin.loss ELSE a.value END AS loss
-        FROM e JOIN runs r ON r.id = e.run_id
-        ASOF LEFT JOIN m a ON a.run_id = e.run_id AND e.s >= a.step
-        LEFT JOIN fin ON fin.run_id = e.run_id
-        ORDER BY r.id, e.task, e.metric, e.step NULLS LAST""")
-    with store.read() as conn:
-        frame = pd.read_sql(sql, conn, params={"loss_metric": loss_metric})
+    frame = evals_with_scale(store, loss_metric)
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c in ("run", "family", "task", "metric",
                                                                   "source_format", "source_file")

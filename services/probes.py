@@ -23,16 +23,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
 
 from core import corpus as corpus_mod
 from core.corpus import Blocks
 from core.errors import DuplicateRunError, InputError, ProbeError
 from core.progress import ProgressFn
-from db import schema
 from core.runs import ParsedRun
+from db.evals import insert_evals
 from db.probes import SWEEP_KIND, THROUGHPUT_KINDS, insert_probe, list_probes
+from db.routing import delete_captures_of, insert_assignments, insert_capture
 from db.store import Store, validate_parsed
 
 SWEEP_TAG_PREFIX = "sweep="
@@ -46,6 +45,7 @@ CORPORA = {
 }
 DTYPES = ("auto", "fp32", "bf16")  # auto = what the device trains in (devices.pick_device)
 ROUTING_CORPUS = "probe held-out snapshot"  # the ``corpus`` of every routing snapshot of a sweep
+SNAPSHOT_SOURCE = "probe_sweep"  # ``info["source"]`` of those snapshots (a replaced run's are deleted)
 ROUTING_TOKENS = 4096  # tokens routed per snapshot: a few per domain, the same tokens at every checkpoint
 ROUTING_DOC_CHARS = 800  # each snapshot document is cut to this, so every domain gets some of the tokens
 
@@ -221,51 +221,24 @@ class RoutingSnapshots:
 
 def _insert_snapshot(conn, snap: RoutingSnapshot, run_name: str, sweep_id: str, max_tokens: Optional[int]) -> int:
     s = snap.summary
-    info = {"source": "probe_sweep", "run": run_name, "sweep": sweep_tag(sweep_id), "layers": s.layers,
+    info = {"source": SNAPSHOT_SOURCE, "run": run_name, "sweep": sweep_tag(sweep_id), "layers": s.layers,
             "device": s.device, "seconds": round(s.seconds, 3), "truncated": s.truncated, "n_docs": s.n_docs,
             "n_rows": s.n_rows, "domains": s.domains, "max_tokens": max_tokens, "model_dir": None,
             "model_group": run_name, "tokenizer": str(corpus_mod.TOKENIZER_DIR / "tokenizer.json"),
             "router_prob_mean": None if s.router_prob_mean is None else np.asarray(s.router_prob_mean).tolist()}
-    capture_id = int(conn.execute(sa.insert(schema.routing_captures).values(
-        model_ref=run_name, family=s.family, corpus=ROUTING_CORPUS, checkpoint_step=snap.step,
-        n_layers=s.n_layers, n_experts=s.n_experts, top_k=s.top_k, n_tokens=s.n_tokens,
-        info=json.dumps(info, default=str)).returning(schema.routing_captures.c.id)).scalar_one())
-    a = snap.assignments
-    table = pa.table({
-        "capture_id": pa.array(np.full(len(a), capture_id, dtype=np.int32)),
-        **{c: pa.array(a[c].to_numpy(dtype=np.int32)) for c in ("layer", "doc_id", "position", "token_id")},
-        "domain": pa.array(a["domain"].astype(str).tolist(), type=pa.string()),
-        **{c: pa.array(a[c].to_numpy(dtype=np.int32)) for c in ("rank", "expert")},
-        "weight": pa.array(a["weight"].to_numpy(dtype=np.float64)),
-    })
-    Store.bulk_insert(conn, schema.routing_assignments, table)
+    capture_id = insert_capture(conn, {
+        "model_ref": run_name, "family": s.family, "corpus": ROUTING_CORPUS, "checkpoint_step": snap.step,
+        "n_layers": s.n_layers, "n_experts": s.n_experts, "top_k": s.top_k, "n_tokens": s.n_tokens, "info": info})
+    insert_assignments(conn, capture_id, snap.assignments)
     return capture_id
 
 
 def _delete_probe_captures(conn, run_name: str) -> None:
     """Routing snapshots an earlier sweep stored for a run that is being replaced."""
-    rows = conn.execute(sa.select(schema.routing_captures.c.id, schema.routing_captures.c.info)
-                        .where(schema.routing_captures.c.model_ref == run_name)).all()
-    ids = [i for i, info in rows if (json.loads(info or "{}") or {}).get("source") == "probe_sweep"]
-    if ids:
-        conn.execute(sa.delete(schema.routing_assignments).where(schema.routing_assignments.c.capture_id.in_(ids)))
-        conn.execute(sa.delete(schema.routing_captures).where(schema.routing_captures.c.id.in_(ids)))
+    delete_captures_of(conn, run_name, source=SNAPSHOT_SOURCE)
 
 
 # ============================================================================================ sweeps
-def _evals_table(run_id: int, evals: pd.DataFrame, source_file: str) -> pa.Table:
-    n = len(evals)
-    return pa.table({
-        "run_id": pa.array(np.full(n, run_id, dtype=np.int32)),
-        "step": pa.array(pd.to_numeric(evals["step"]).to_numpy(dtype=np.float64)),
-        "task": pa.array(evals["task"].astype(str).tolist(), type=pa.string()),
-        "metric": pa.array(evals["metric"].astype(str).tolist(), type=pa.string()),
-        "value": pa.array(pd.to_numeric(evals["value"]).to_numpy(dtype=np.float64)),
-        "stderr": pa.array([None] * n, type=pa.float64()),
-        "source_file": pa.array([source_file] * n, type=pa.string()),
-    })
-
-
 def sweep_summary(runs: Sequence, sweep_id: str, extra: Optional[dict] = None) -> dict:
     """The ``probes`` row of a sweep: its training throughput over all runs and what it was."""
     wall = sum(float(r.config.get("wall_time_s") or 0.0) for r in runs)
@@ -317,8 +290,8 @@ def store_sweep(store: Store, runs: Sequence, *, sweep_id: Optional[str] = None,
             raise DuplicateRunError(str(exc).replace("skip, replace or rename", "replace or rename")) from None
         for row, run in zip(stored, runs):
             stored_name[row["parsed_name"]] = row["name"]
-            source = f"probe sweep {sweep_id}"
-            n_evals = Store.bulk_insert(conn, schema.evals, _evals_table(row["id"], run.evals, source))
+            evals = run.evals[["step", "task", "metric", "value"]]
+            n_evals = insert_evals(conn, evals.assign(run_id=row["id"], source_file=f"probe sweep {sweep_id}"))
             added.append({"id": row["id"], "name": row["name"], "n_metric_rows": row["n_metric_rows"],
                           "n_evals": n_evals})
         capture_ids = [_insert_snapshot(conn, s, stored_name.get(s.run, s.run), sweep_id, routing_tokens)

@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
 from core.demo import DEMO_TAG, demo_sweep
 from core.errors import ScaleScopeError
 from core.runs import ParsedRun
-from db import schema
+from db.evals import insert_evals
 from db.store import Store, validate_parsed
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -63,11 +62,7 @@ def seed_probe_demo(store: Store) -> int:
         added = store.ingest_into(conn, runs, "skip")
         ids = {a["parsed_name"]: a["id"] for a in added}
         rows = evals[evals["run"].isin(ids)]
-        Store.bulk_insert(conn, schema.evals, pa.table({
-            "run_id": pa.array(rows["run"].map(ids).to_numpy("int32")),
-            "step": pa.array(rows["step"].to_numpy("float64")), "task": pa.array(rows["task"].astype(str).tolist()),
-            "metric": pa.array(rows["metric"].astype(str).tolist()), "value": pa.array(rows["value"].to_numpy("float64")),
-            "source_file": pa.array(["assets/demo/sweep_evals.csv"] * len(rows))}))
+        insert_evals(conn, rows.assign(run_id=rows["run"].map(ids), source_file="assets/demo/sweep_evals.csv"))
     return len(added)
 
 
