@@ -1,3 +1,3 @@
 """Pure computation for ScaleScope: laws, fitting, planner, routing metrics, probes.
 
-Nothing here imports Streamlit or SQLAlchemy (see ../shared/DESIGN.md)."""
+Nothing here imports Streamlit or SQLAlchemy (see docs/ARCHITECTURE.md)."""

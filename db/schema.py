@@ -1,4 +1,4 @@
-"""The whole ScaleScope schema, one SQLAlchemy 2 module (see ../shared/DESIGN.md, data model).
+"""The whole ScaleScope schema, one SQLAlchemy 2 module (see docs/ARCHITECTURE.md, data model).
 
 duckdb-engine notes: integer ids come from explicit Sequences (DuckDB has no SERIAL); JSON is kept
 as text (portable, and DuckDB's json functions read it).
