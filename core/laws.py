@@ -1,7 +1,7 @@
 """Scaling laws as plain, broadcasting numpy functions (no fitting here: see core/fit.py).
 
 Every law takes arrays (or scalars) and a frozen parameter dataclass and returns an ndarray of
-losses. Units follow ../shared/DESIGN.md: ``n_params`` parameters (Kaplan's laws want the
+losses. Units follow docs/ARCHITECTURE.md: ``n_params`` parameters (Kaplan's laws want the
 NON-embedding count), ``tokens`` trained tokens D, ``flops`` training FLOPs C (≈ 6·N·D), loss in
 nats per token.
 
