@@ -211,7 +211,7 @@ class RoutingSnapshots:
     snapshots: list = field(default_factory=list)
 
     def __call__(self, model, step: int, run_name: str) -> None:
-        from core.routing.capture import capture_routing
+        from core.routing.capture import capture_routing  # torch: imported when a sweep trains MoE runs
 
         chunks: list = []
         summary = capture_routing(model, self.tokenizer, self.docs, sink=chunks.append, max_tokens=self.max_tokens,
@@ -315,7 +315,7 @@ class SweepOutcome:
 
     def table(self) -> pd.DataFrame:
         """runs_table of the sweep, with the names as stored."""
-        from core.probes.sweep import runs_table
+        from core.probes.sweep import runs_table  # torch (see run_and_store_sweep)
 
         table = runs_table(self.runs)
         table["name"] = self.names
@@ -329,7 +329,7 @@ def run_and_store_sweep(store: Store, cfg, data: ProbeCorpus, *, plan=None, prog
 
     ``routing_tokens`` = 0 (or ``cfg.moe_checkpoints`` = 0) takes no routing snapshots of MoE runs.
     """
-    from core.probes.sweep import plan_sweep, run_sweep
+    from core.probes.sweep import plan_sweep, run_sweep  # torch: only a sweep that trains pays for it
 
     if cfg.vocab_size != data.vocab_size:
         raise ProbeError(f"The sweep's vocab_size {cfg.vocab_size} differs from the tokenizer's {data.vocab_size}.")
@@ -377,7 +377,7 @@ def sweep_runs(store: Store, tag: str) -> pd.DataFrame:
 def throughput_shape(params: float, arch: str = "dense", *, n_experts: int = 8, top_k: int = 2, seq_len: int = 128,
                      vocab_size: int = 4096):
     """The probe model shape for a target ACTIVE parameter count (core.probes.model_configs)."""
-    from core.probes.model_configs import shape_for_params
+    from core.probes.model_configs import shape_for_params  # torch and transformers configs
 
     if arch == "moe" and not (n_experts >= 2 and 1 <= top_k <= n_experts):
         raise ProbeError(f"MoE needs experts ≥ 2 and 1 ≤ top-k ≤ experts (got {n_experts}, {top_k}).")
@@ -405,7 +405,7 @@ def run_and_store_throughput(store: Store, shape, *, batch_size: int = 8, seq_le
                              device: str = "auto", dtype: str = "auto", compile: bool = False, iters: int = 5,
                              warmup: int = 2, progress: Optional[ProgressFn] = None) -> tuple:
     """Check, measure (forward and forward+backward) and store; returns (results, probe ids)."""
-    from core.probes.devices import pick_device
+    from core.probes.devices import pick_device  # torch: only a probe that measures pays for it
     from core.probes.throughput import measure_throughput
 
     choice = pick_device(device)

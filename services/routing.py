@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.progress import ProgressFn
+from core.routing import metrics
 from db.routing import (  # the storage of captures; pages and the CLI reach it through this module
     ASSIGNMENT_ARROW_SCHEMA, ASSIGNMENT_COLUMNS, capture_layers, delete_capture, get_capture, list_captures,
     load_assignments, store_capture_from_parquet,
@@ -163,7 +164,7 @@ def run_capture(
     the model folder's own, or a path / tokenizer object. The step defaults to what the folder
     says (:func:`checkpoint_step_of`). Anything that goes wrong — a bad model or corpus, a
     cancel from ``progress``, the page's Stop — stores nothing."""
-    from core.routing import capture
+    from core.routing import capture  # torch/transformers: the CLI and listing pages start without them
 
     loaded = model if isinstance(model, capture.LoadedModel) else capture.load_moe_model(model, device=device)
     model_dir = loaded.model_dir
@@ -205,7 +206,7 @@ def store_trace(store: Store, frame: pd.DataFrame, *, model_ref: str, corpus: st
                 checkpoint_step: Optional[int] = None, n_experts: Optional[int] = None,
                 info: Optional[dict] = None) -> int:
     """Store a validated assignments frame (core.routing.capture.validate_trace) as a capture."""
-    from core.routing import capture
+    from core.routing import capture  # torch (see run_capture)
 
     if not model_ref or not str(model_ref).strip():
         raise InputError("give the trace a model name (e.g. the checkpoint it came from)")
@@ -233,7 +234,7 @@ def import_trace(store: Store, path: str | Path, *, model_ref: Optional[str] = N
                  checkpoint_step: Optional[int] = None, n_experts: Optional[int] = None) -> int:
     """Read a routing trace made elsewhere (Parquet/CSV with the assignment columns) and store it;
     the model name defaults to the file name."""
-    from core.routing import capture
+    from core.routing import capture  # torch (see run_capture)
 
     path = Path(path)
     frame = capture.read_trace(path, n_experts=n_experts)
@@ -253,8 +254,7 @@ def capture_layer_summaries(store: Store, capture_id: int, min_count: int = 10) 
     """Per MoE layer, what ``cli.py route --json`` prints: layer, load (assignments per expert),
     cv, max_vio, entropy, vocab_specialization (top-1, tokens seen at least ``min_count`` times).
     One layer is read at a time, so memory follows one layer's rows."""
-    from core.routing import capture as capture_mod
-    from core.routing import metrics
+    from core.routing import capture as capture_mod  # torch (see run_capture)
 
     capture = get_capture(store, capture_id)
     layers = (capture.get("info") or {}).get("layers")

@@ -46,6 +46,7 @@ def bundled_corpus_label(tokens_per_domain: int) -> str:
 def bundled_documents(max_tokens: int, tokenizer: Path = BUNDLED_TOKENIZER) -> tuple[list, str]:
     """A balanced sample of assets/corpus/heldout.jsonl, about ``max_tokens`` tokens over all its
     domains: ((text, domain) pairs, corpus label)."""
+    # torch (core.corpus, core.routing.capture): the pages that only list captures start without it
     from core.corpus import DOMAINS, load_heldout
     from core.routing.capture import load_tokenizer
     from core.routing.views import sample_by_domain

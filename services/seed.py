@@ -79,7 +79,7 @@ def seed_demo_fit(store: Store) -> int:
     """Fit Chinchilla's law (Approach 3, coarse start grid, 200 bootstrap resamples) to the bundled
     sweep's final held-out losses and store it, so the Fits and Planner pages open on a law fitted
     to runs ScaleScope trained itself. Returns the fit id."""
-    from services.fits import FitOptions, Target, fit_and_save, load_fit_data
+    from services.fits import FitOptions, Target, fit_and_save, load_fit_data  # scipy: only a first start fits
 
     names = [r.name for r in probe_demo()[0]]
     data = load_fit_data(store, names, Target(kind="final", metric="eval_loss"), n_kind="active")
@@ -105,7 +105,7 @@ def seed_if_empty(store: Store, routing: bool = False) -> int:
     else:
         added = len(store.ingest(synthetic_runs(), on_duplicate="skip"))
     if routing:
-        from services.routing_seed import seed_bundled_capture
+        from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded
 
         try:
             seed_bundled_capture(store)

@@ -1,0 +1,103 @@
+"""The layers of docs/ARCHITECTURE.md hold: import-linter checks the contracts in .importlinter, and
+the source is read for what import-linter cannot see (SQL written as strings, imports hidden in functions)."""
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS = ("layers", "pure-core", "no-ui-below-services", "sql-in-db", "ui-through-services")
+# Everything above or beside db/ that must hold no SQL of its own.
+NO_SQL_PACKAGES = ("services", "importers", "pages", "commands")
+SQL = (re.compile(r"\b(SELECT|INSERT|DELETE|UPDATE)\b.*\b(FROM|INTO|SET)\b", re.DOTALL),
+       re.compile(r"\b(CREATE|DROP|ALTER)\s+(OR\s+REPLACE\s+)?(TEMP\s+|TEMPORARY\s+)?(TABLE|INDEX|VIEW|SEQUENCE)\b"))
+# Modules a db/ function may import lazily (with a comment saying why): heavy and optional.
+LAZY_OK = ("torch", "transformers")
+
+
+def _sources(*packages: str) -> list[Path]:
+    return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _string_literals(tree: ast.AST):
+    """(line, text) of every string literal; an f-string is one text with {} for its fields."""
+    in_fstring = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts = []
+            for value in node.values:
+                in_fstring.add(id(value))
+                parts.append(value.value if isinstance(value, ast.Constant) else "{}")
+            yield node.lineno, "".join(parts)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstring:
+            yield node.lineno, node.value
+
+
+def _sql_in(source: str) -> list[tuple[int, str]]:
+    return [(line, text) for line, text in _string_literals(ast.parse(source))
+            if any(p.search(text) for p in SQL)]
+
+
+def test_import_contracts_are_kept():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    out = subprocess.run([exe, "--no-cache", "--no-logo", str(ROOT / ".importlinter")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    summary = re.search(r"Contracts: (\d+) kept, (\d+) broken", out.stdout)
+    assert summary, out.stdout + out.stderr
+    assert out.returncode == 0 and summary.group(2) == "0", out.stdout[-4000:]
+    assert int(summary.group(1)) == len(CONTRACTS), out.stdout[-4000:]
+
+
+def test_every_contract_is_declared():
+    text = (ROOT / ".importlinter").read_text()
+    for name in CONTRACTS:
+        assert f"[importlinter:contract:{name}]" in text
+    sql_contract = text.split("[importlinter:contract:sql-in-db]")[1].split("[importlinter:")[0]
+    for forbidden in ("sqlalchemy", "duckdb", "db.schema"):
+        assert re.search(rf"^\s+{re.escape(forbidden)}\s*$", sql_contract, re.MULTILINE), forbidden
+
+
+def test_no_sql_strings_outside_db():
+    found = [f"{path.relative_to(ROOT)}:{line}: {text.strip()[:80]!r}"
+             for path in _sources(*NO_SQL_PACKAGES) for line, text in _sql_in(path.read_text(encoding="utf-8"))]
+    assert not found, "SQL belongs in a db/ repository:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("source", [
+    'q = "SELECT name FROM runs"',
+    'q = f"DELETE FROM {table} WHERE id = 1"',
+    'q = ("INSERT INTO metrics (run_id) "\n     "VALUES (1)")',
+    'q = f"UPDATE runs SET tokens = {n}"',
+    'conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE t AS SELECT 1")',
+])
+def test_the_sql_check_sees_sql(source):
+    assert _sql_in(source)
+
+
+def test_the_sql_check_leaves_prose_alone():
+    assert not _sql_in('"""Select the runs from the table, then update the page."""\nx = "Delete runs"')
+
+
+def test_db_imports_at_module_level():
+    """A db/ module names what it needs at the top; only a heavy optional module (LAZY_OK) may be
+    imported inside a function, with a comment on that line saying why."""
+    hidden = []
+    for path in _sources("db"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                heavy = all(n.split(".")[0] in LAZY_OK for n in names)
+                if not (heavy and "#" in lines[node.lineno - 1]):
+                    hidden.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not hidden, "move these imports to the top of the module:\n" + "\n".join(hidden)
