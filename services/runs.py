@@ -1,7 +1,7 @@
 """Runs and their metric series: what the Runs page and ``cli.py runs/edit-run/delete-runs/export`` do.
 
 The Store (db/) owns the SQL; this module is the one door pages and commands use to reach it, so a
-page never imports db/ (the layers contract in ``.importlinter`` enforces it).
+page never imports db/ (the ``ui-through-services`` contract in ``.importlinter`` enforces it).
 """
 from __future__ import annotations
 
