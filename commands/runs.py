@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from core.errors import InputError
+from core.validation import printable
 from importers import FORMATS
 from services.ingest import ingest_paths
 from commands.common import add_common, emit, open_store
@@ -40,7 +41,7 @@ def register(sub) -> None:
 def ingest(args) -> int:
     added = ingest_paths(open_store(args), args.files, fmt=args.format, on_duplicate=args.on_duplicate or "error")
     emit(args, {"runs": [{k: a[k] for k in ("name", "format", "n_metric_rows")} for a in added]},
-         "\n".join(f"added {a['name']} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
+         "\n".join(f"added {printable(a['name'])} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
          or "nothing added")
     return 0
 
@@ -49,7 +50,9 @@ def list_runs(args) -> int:
     frame = runs_service.list_runs(open_store(args))
     cols = ["name", "source_format", "arch", "n_params", "n_active_params", "tokens", "flops", "n_metric_rows"]
     rows = [{("format" if c == "source_format" else c): r[c] for c in cols} for r in frame[cols].to_dict("records")]
-    emit(args, {"runs": rows}, frame[cols].to_string(index=False) if len(frame) else "no runs")
+    # A terminal must never receive a name's control characters (an ANSI escape would restyle it).
+    text = frame[cols].assign(name=frame["name"].map(printable)).to_string(index=False) if len(frame) else "no runs"
+    emit(args, {"runs": rows}, text)
     return 0
 
 

@@ -7,14 +7,22 @@ Parquet. Validation happens in SQL before anything is kept; the transaction roll
 """
 from __future__ import annotations
 
+import csv
 import math
+import os
+import re
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError
+from core.validation import check_file_size, check_text_file, check_unique_columns, clean_name
 from db import schema
 from db.store import DUPLICATE_POLICIES, Store
 
@@ -28,18 +36,69 @@ ALIASES = {
     "wall_time": ("wall_time", "walltime", "time", "runtime"),
 }
 REQUIRED = ("run", "step", "metric", "value")
+TSV_SUFFIXES = (".tsv", ".tab")
+# What DuckDB's read_csv/read_parquet expand in a file name.
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# A stored metric row the importers would refuse (their check_finite / check_non_negative rules).
+_BAD_ROW = ("(m.step < 0 OR m.tokens < 0 OR m.flops < 0 OR m.wall_time < 0 OR NOT isfinite(m.value) "
+            "OR NOT isfinite(m.step) OR NOT isfinite(m.tokens) OR NOT isfinite(m.flops) OR NOT isfinite(m.wall_time) "
+            "OR m.name IS NULL OR m.step IS NULL)")
 
 
-def _reader(path: Path) -> str:
-    quoted = str(path).replace("'", "''")
+def _sql_text(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _reader(path: Path, cols: Optional[dict[str, str]] = None) -> str:
+    """The DuckDB table function reading ``path``, which must be a name without glob characters
+    (see :func:`_literal_path`: DuckDB's read_csv/read_parquet expand *, ? and [...]).
+
+    With ``cols`` (role -> column), a CSV's columns get their types from their roles, not from
+    DuckDB's sniffing (which reads a column of 'inf' as dates): names as text, the rest as numbers.
+    """
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return f"read_parquet('{quoted}')"
-    delim = "\\t" if suffix in (".tsv", ".tab") else ","
-    return f"read_csv('{quoted}', header=true, delim='{delim}', sample_size=20480)"
+        return f"read_parquet({_sql_text(path)})"
+    delim = "\\t" if suffix in TSV_SUFFIXES else ","
+    types = ""
+    if cols:
+        pairs = ", ".join(f"{_sql_text(c)}: '{'VARCHAR' if role in ('run', 'metric') else 'DOUBLE'}'"
+                          for role, c in cols.items())
+        types = f", types={{{pairs}}}"
+    return f"read_csv({_sql_text(path)}, header=true, delim='{delim}', sample_size=20480{types})"
 
 
-def _map_columns(conn, source: str) -> dict[str, str]:
+@contextmanager
+def _literal_path(path: Path):
+    """A name for ``path`` that DuckDB reads literally: a symbolic link in a private folder.
+
+    File names are data: ``r[ab].parquet`` must import that one file, never ra.parquet and rb.parquet.
+    """
+    with tempfile.TemporaryDirectory(prefix="scalescope-bulk-") as tmp:
+        link = Path(tmp) / ("data" + path.suffix.lower())
+        os.symlink(path.resolve(), link)
+        if _GLOB_CHARS.search(str(link)):  # a temp folder named with glob characters: escape them too
+            link = Path(_GLOB_CHARS.sub(lambda m: f"[{m.group(0)}]", str(link)))
+        yield link
+
+
+def _header(path: Path, what: str) -> list[str]:
+    """The column names as the file writes them (duplicates kept), after the shared file checks."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"{what} is not a readable Parquet file ({first[:160]}); write it again with "
+                             "pandas.DataFrame.to_parquet or pyarrow") from None
+    head = check_text_file(path, what)  # not empty, UTF-8, no NUL byte anywhere: the importers' rule
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
+    first_line = (text.splitlines() or [""])[0]
+    delim = "\t" if path.suffix.lower() in TSV_SUFFIXES else ","
+    return [h.strip() for h in next(csv.reader([first_line], delimiter=delim), [])]
+
+
+def _map_columns(conn, source: str, what: str) -> dict[str, str]:
     cols = [r[0] for r in conn.exec_driver_sql(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     lower = {c.lower().strip(): c for c in cols}
     found = {}
@@ -50,91 +109,124 @@ def _map_columns(conn, source: str) -> dict[str, str]:
                 break
     missing = [k for k in REQUIRED if k not in found]
     if missing:
-        raise InputError(f"Not a long metrics table: no {missing[0]!r} column (found {', '.join(cols[:8])}). "
-                         "Long tables need run, step, metric, value columns.")
+        raise InputError(f"{what}: not a long metrics table, no {missing[0]!r} column (found {', '.join(cols[:8])}); "
+                         "long tables need run, step, metric, value columns.")
     return found
 
 
 def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error",
-                      source_format: str = "csv_long") -> list[dict]:
+                      source_format: str = "csv_long", *, what: Optional[str] = None,
+                      max_bytes: Optional[int] = None) -> list[dict]:
     """Import a long metrics table through DuckDB in one transaction; returns the runs added.
 
-    Two reads of the file and no staging copy: a cheap first pass collects the run names and row
-    counts; the second pass streams rows straight into ``metrics``, joined to the new run ids.
+    ``what`` is the file as the user knows it (an upload's name; default the path's base name), used
+    in messages and as the runs' ``source_file``; ``max_bytes`` the upload limit (default
+    $SCALESCOPE_MAX_UPLOAD_BYTES or 1 GiB). The file passes the same checks as in the importers
+    (core.validation: size first, then text without NUL bytes, names, duplicated columns).
+
+    Two reads of the file and no staging copy: a cheap first pass collects the run and metric names
+    and row counts; the second pass streams rows straight into ``metrics``, joined to the new run ids.
     The inserted rows are then checked (negative steps, NaN/inf values); any problem rolls back.
     """
     path = Path(path)
+    what = what or path.name
     if on_duplicate not in DUPLICATE_POLICIES:
         raise InputError(f"Unknown duplicate policy {on_duplicate!r}: choose one of {', '.join(DUPLICATE_POLICIES)}.")
-    if not path.is_file() or path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty or missing: choose a file with a header and data rows.")
-    source = _reader(path)
-    with store.write() as conn:
+    if not path.is_file():
+        raise InputError(f"{what} does not exist or is not a file; check the path")
+    check_file_size(path, what, max_bytes)
+    check_unique_columns(_header(path, what), what)
+    with _literal_path(path) as literal, store.write() as conn:
+        source = _reader(literal)
         try:
-            cols = _map_columns(conn, source)
+            cols = _map_columns(conn, source, what)
+            source = _reader(literal, cols)
             q = lambda k: f'"{cols[k]}"' if k in cols else "NULL"  # noqa: E731
-            counts = dict(conn.exec_driver_sql(
-                f"SELECT CAST({q('run')} AS VARCHAR) AS run, count(*) FROM {source} GROUP BY 1").fetchall())
+            pairs = conn.exec_driver_sql(
+                f"SELECT CAST({q('run')} AS VARCHAR), CAST({q('metric')} AS VARCHAR), count(*) "
+                f"FROM {source} GROUP BY 1, 2").fetchall()
         except sa.exc.DBAPIError as exc:
-            raise _unreadable(path, exc) from None
-        if not counts:
-            raise InputError(f"{path.name} has a header but no data rows.")
-        if None in counts or any(not str(n).strip() for n in counts):
-            raise InputError(f"{path.name}: some rows have an empty run name; name every row's run.")
-        ids, rename = _create_runs(conn, path, sorted(counts), on_duplicate, source_format)
+            raise _unreadable(what, exc) from None
+        if not pairs:
+            raise InputError(f"{what} has a header but no rows; export the log after the run has written points")
+        if any(run is None for run, _, _ in pairs):
+            raise InputError(f"{what}: column '{cols['run']}' is empty in some rows; give every row a run name")
+        if any(metric is None for _, metric, _ in pairs):
+            raise InputError(f"{what}: column '{cols['metric']}' is empty in some rows; name the metric on every row")
+        # The importers' name rule, on each distinct name: trimmed, not empty, no control characters.
+        run_of = {raw: clean_name(raw, f"{what}: run name") for raw in sorted({r for r, _, _ in pairs})}
+        metric_of = {raw: clean_name(raw, f"{what}: metric name") for raw in sorted({m for _, m, _ in pairs})}
+        counts: dict[str, int] = {}
+        for raw, _, n in pairs:
+            counts[run_of[raw]] = counts.get(run_of[raw], 0) + n
+        ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format)
         if not ids:
             return []
+        raws = [r for r in run_of if run_of[r] in ids]
+        conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_src (raw VARCHAR, run_id BIGINT)")
+        Store.bulk_insert(conn, sa.table("_ss_src"), pa.table(
+            {"raw": pa.array(raws, pa.string()), "run_id": pa.array([ids[run_of[r]] for r in raws], pa.int64())}))
+        conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_metric (raw VARCHAR, name VARCHAR)")
+        Store.bulk_insert(conn, sa.table("_ss_metric"), pa.table(
+            {"raw": pa.array(list(metric_of), pa.string()), "name": pa.array(list(metric_of.values()), pa.string())}))
         try:
             conn.exec_driver_sql(
                 "INSERT INTO metrics (run_id, name, step, tokens, flops, wall_time, value) "
-                f"SELECT i.run_id, CAST({q('metric')} AS VARCHAR), CAST({q('step')} AS DOUBLE), "
+                f"SELECT i.run_id, n.name, CAST({q('step')} AS DOUBLE), "
                 f"CAST({q('tokens')} AS DOUBLE), CAST({q('flops')} AS DOUBLE), CAST({q('wall_time')} AS DOUBLE), "
-                f"CAST({q('value')} AS DOUBLE) FROM {source} s JOIN _ss_ids i ON i.run = CAST(s.{q('run')} AS VARCHAR)")
+                f"CAST({q('value')} AS DOUBLE) FROM {source} s "
+                f"JOIN _ss_src i ON i.raw = CAST(s.{q('run')} AS VARCHAR) "
+                f"JOIN _ss_metric n ON n.raw = CAST(s.{q('metric')} AS VARCHAR)")
         except sa.exc.DBAPIError as exc:
-            raise _unreadable(path, exc) from None
+            raise _unreadable(what, exc) from None
         # One scan of the new rows: per-run bad-row counts and the final tokens/FLOPs.
         conn.exec_driver_sql(
             "CREATE OR REPLACE TEMP TABLE _ss_final AS SELECT m.run_id, max(m.tokens) AS tokens, "
-            "max(m.flops) AS flops, count(*) FILTER (m.step < 0 OR m.tokens < 0 OR m.flops < 0 "
-            "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL) AS n_bad "
+            f"max(m.flops) AS flops, count(*) FILTER ({_BAD_ROW}) AS n_bad "
             "FROM metrics m WHERE m.run_id IN (SELECT run_id FROM _ss_ids) GROUP BY m.run_id")
         if conn.exec_driver_sql("SELECT sum(n_bad) FROM _ss_final").scalar():
-            _explain_bad_row(conn, path.name)
+            _explain_bad_row(conn, what)
         conn.exec_driver_sql("UPDATE runs SET tokens = t.tokens, flops = t.flops FROM _ss_final t "
                              "WHERE runs.id = t.run_id")
-        conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_ids")
-        conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_final")
+        for table in ("_ss_ids", "_ss_final", "_ss_src", "_ss_metric"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}
             for n, i in ids.items()]
 
 
-def _unreadable(path: Path, exc: Exception) -> InputError:
-    first = str(getattr(exc, "orig", exc)).splitlines()[0]
+def _unreadable(what: str, exc: Exception) -> InputError:
+    first = (str(getattr(exc, "orig", exc)).splitlines() or [type(exc).__name__])[0][:200]
     if "NOT NULL" in first:
-        return InputError(f"{path.name}: some rows have an empty value or metric; fill or remove them.")
-    return InputError(f"{path.name}: a row does not fit the table ({first}); check that every row has the "
+        return InputError(f"{what}: some rows have an empty value or metric; fill or remove them.")
+    if "Conversion Error" in first or "Could not convert" in first:
+        return InputError(f"{what}: a cell holds a non-numeric value ({first}); numbers only in step, value, "
+                          "tokens, flops and wall-time columns")
+    return InputError(f"{what}: a row does not fit the table ({first}); check that every row has the "
                       "same columns and numbers where numbers belong.")
 
 
 def _explain_bad_row(conn, filename: str) -> None:
     """Raise an InputError naming the first bad row of the new runs (the failure path only)."""
     bad = conn.exec_driver_sql(
-        "SELECT r.name, m.step, m.value, m.tokens, m.flops FROM metrics m JOIN _ss_ids i ON i.run_id = m.run_id "
-        "JOIN runs r ON r.id = m.run_id WHERE m.step < 0 OR m.tokens < 0 OR m.flops < 0 "
-        "OR NOT isfinite(m.value) OR NOT isfinite(m.step) OR m.name IS NULL OR m.step IS NULL LIMIT 1").one()
-    run, step, value, tokens, flops = bad
+        "SELECT r.name, m.step, m.value, m.tokens, m.flops, m.wall_time FROM metrics m JOIN _ss_ids i ON i.run_id = m.run_id "
+        f"JOIN runs r ON r.id = m.run_id WHERE {_BAD_ROW} LIMIT 1").one()
+    run, step, value, tokens, flops, wall = bad
     if step is None:
         what = "a missing step"
     elif value is not None and not math.isfinite(value):
         what = f"a NaN or infinite value at step {step:g}"
     elif step < 0 or not math.isfinite(step):
         what = f"a negative or infinite step ({step})"
+    elif wall is not None and not (math.isfinite(wall) and wall >= 0):
+        what = f"a negative or infinite wall time ({wall}) at step {step:g}"
+    elif any(x is not None and not math.isfinite(x) for x in (tokens, flops)):
+        what = f"an infinite tokens/flops count at step {step:g}"
     else:
         what = f"a negative tokens/flops count at step {step:g}"
     raise InputError(f"{filename}: run {run!r} has {what}; fix or remove that row and import again.")
 
 
-def _create_runs(conn, path: Path, names: list[str], on_duplicate: str, source_format: str):
+def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_format: str):
     """Insert the run rows (after the duplicate policy) and leave their ids in temp table _ss_ids."""
     existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
     clash = [n for n in names if n in existing]
@@ -165,7 +257,7 @@ def _create_runs(conn, path: Path, names: list[str], on_duplicate: str, source_f
     Store.bulk_insert(conn, sa.table("_ss_names"), pa.table({"run": names, "final": final}))
     conn.exec_driver_sql(
         "INSERT INTO runs (name, source_format, source_file, arch, flops_rule, config, tags) "
-        "SELECT final, ?, ?, 'dense', 'as logged', '{}', '[]' FROM _ss_names", (source_format, path.name))
+        "SELECT final, ?, ?, 'dense', 'as logged', '{}', '[]' FROM _ss_names", (source_format, what))
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_ids AS "
                          "SELECT n.run, r.id AS run_id FROM _ss_names n JOIN runs r ON r.name = n.final")
     conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_names")

@@ -93,12 +93,19 @@ def finish_run(run: ParsedRun, what: str) -> ParsedRun:
         check_non_negative(values, c, where)
     check_finite(m["value"].to_numpy(), "value", where)
 
-    if run.tokens_per_step is not None:
-        fill = m["tokens"].isna() & m["step"].notna()
-        m.loc[fill, "tokens"] = m.loc[fill, "step"] * float(run.tokens_per_step)
-    if run.n_active_params is not None:
-        fill = m["flops"].isna() & m["tokens"].notna()
-        m.loc[fill, "flops"] = FLOPS_PER_PARAM_TOKEN * float(run.n_active_params) * m.loc[fill, "tokens"]
+    # Products of huge (finite) sizes overflow to inf: refused below with one line, not a numpy warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if run.tokens_per_step is not None:
+            fill = m["tokens"].isna() & m["step"].notna()
+            m.loc[fill, "tokens"] = m.loc[fill, "step"] * float(run.tokens_per_step)
+        if run.n_active_params is not None:
+            fill = m["flops"].isna() & m["tokens"].notna()
+            m.loc[fill, "flops"] = FLOPS_PER_PARAM_TOKEN * float(run.n_active_params) * m.loc[fill, "tokens"]
+    for c, rule in (("tokens", "step × tokens_per_step"), ("flops", "6 · N_active · tokens")):
+        values = m[c].to_numpy()
+        if np.isinf(values).any():
+            raise InputError(f"{where}: the derived {c} ({rule}) overflow to infinity; "
+                             f"check the sizes, they are too large to be real")
 
     wall = m["wall_time"]
     if wall.notna().any() and wall.min() > UNIX_TIME_FLOOR:
@@ -111,6 +118,9 @@ def finish_run(run: ParsedRun, what: str) -> ParsedRun:
             run.flops = FLOPS_PER_PARAM_TOKEN * float(run.n_active_params) * float(run.tokens)
         elif m["flops"].notna().any():
             run.flops = float(m["flops"].max())
+    if run.flops is not None and not math.isfinite(float(run.flops)):
+        raise InputError(f"{where}: the derived flops (6 · N_active · tokens) overflow to infinity; "
+                         f"check the sizes, they are too large to be real")
     run.metrics = m
     # The store keeps config as JSON: YAML dates, sets or bytes become their text.
     run.config = json.loads(json.dumps(run.config, default=str))

@@ -8,7 +8,6 @@ holds and never evaluated, formatted into code, or unpickled.
 """
 from __future__ import annotations
 
-import codecs
 import math
 import os
 import stat
@@ -20,14 +19,11 @@ from typing import Optional
 import numpy as np
 
 from core.errors import InputError
-
-# 1 GiB: a long pretraining log (10M metric rows) is a few hundred MB of CSV; more is a mistake.
-DEFAULT_MAX_BYTES = 1 << 30
-# Environment variable that changes the default limit for the whole process (pages and CLI).
-MAX_BYTES_ENV = "SCALESCOPE_MAX_UPLOAD_BYTES"
-# How much of a file detection and the binary check look at.
-SNIFF_BYTES = 64 * 1024
-
+# The rules shared with the bulk path (db/bulk.py) live in core.validation; re-exported here.
+from core.validation import (  # noqa: F401
+    DEFAULT_MAX_BYTES, MAX_BYTES_ENV, SNIFF_BYTES, check_file_size, check_no_nul, check_not_empty, check_size,
+    check_text_file, check_unique_columns, clean_name, human_bytes, looks_binary, require_text, resolve_max_bytes,
+)
 
 @dataclass
 class ZipLimits:
@@ -37,95 +33,18 @@ class ZipLimits:
     ratio_floor_bytes: int = 1 << 20    # below 1 MiB expanded, a high ratio (a zip of zeros) is harmless
 
 
-def resolve_max_bytes(max_bytes: Optional[int] = None) -> int:
-    """The upload limit in bytes: ``max_bytes`` if given, else $SCALESCOPE_MAX_UPLOAD_BYTES, else 1 GiB."""
-    if max_bytes is not None:
-        value = max_bytes
-    else:
-        raw = os.environ.get(MAX_BYTES_ENV, "").strip()
-        if not raw:
-            return DEFAULT_MAX_BYTES
-        try:
-            value = int(float(raw))
-        except ValueError:
-            raise InputError(f"{MAX_BYTES_ENV}={raw!r} is not a number of bytes; set it to e.g. 1073741824")
-    if value <= 0:
-        raise InputError(f"the upload limit must be a positive number of bytes, not {value}; pass e.g. 1073741824")
-    return int(value)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # unreachable
-
-
-def check_size(n_bytes: int, max_bytes: int, what: str) -> None:
-    """Refuse a file (or a set of files) over the upload limit."""
-    if n_bytes > max_bytes:
-        raise InputError(
-            f"{what} is {human_bytes(n_bytes)}, over the {human_bytes(max_bytes)} upload limit; "
-            f"split it into smaller files or raise the limit ({MAX_BYTES_ENV})"
-        )
-
-
-def check_not_empty(n_bytes: int, what: str) -> None:
-    if n_bytes == 0:
-        raise InputError(f"{what} is empty; upload the log file itself, not an empty placeholder")
-
-
-def looks_binary(head: bytes) -> bool:
-    """True when the first bytes are not UTF-8 text (a NUL byte, or bytes that do not decode)."""
-    if b"\x00" in head:
-        return True
-    try:
-        # final=False: a multi-byte character cut at the sniff boundary is not an error.
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
-def require_text(head: bytes, what: str) -> None:
-    """Refuse a file whose start is binary or not UTF-8."""
-    if b"\x00" in head:
-        raise InputError(f"{what} is binary, not a text log; upload CSV, TSV, JSONL, JSON, tfevents or a .zip of them")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{what} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8 and upload again"
-        )
-
-
 def read_text(path: str, what: str) -> str:
     """The whole file as text (UTF-8, a leading BOM dropped), or an InputError saying why not."""
     with open(path, "rb") as fh:
         data = fh.read()
     check_not_empty(len(data), what)
-    require_text(data[:SNIFF_BYTES], what)
+    check_no_nul(data, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{what} is not UTF-8 text (bad byte at offset {exc.start}); re-save it as UTF-8 and upload again"
         )
-
-
-def clean_name(raw: object, what: str) -> str:
-    """A run or metric name as the literal string the file holds (outer whitespace dropped).
-
-    Nothing is escaped or evaluated here: storage uses bound parameters and the UI escapes on output.
-    Control characters are refused because they make a name unreadable in tables and the CLI.
-    """
-    name = str(raw).strip()
-    if not name:
-        raise InputError(f"{what} is empty; give every run and metric a name")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise InputError(f"{what} {name!r} contains control characters; remove them from the name")
-    return name
 
 
 def member_label(what: str, rel: str) -> str:

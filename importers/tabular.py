@@ -31,7 +31,7 @@ from core.errors import InputError
 from importers.base import ParsedRun
 from importers.derive import check_unique_names, concat_metrics, finish_run, metrics_frame
 from importers.safety import (
-    SNIFF_BYTES, check_finite, check_non_negative, check_not_empty, clean_name, require_text,
+    SNIFF_BYTES, check_finite, check_non_negative, check_text_file, check_unique_columns, clean_name,
 )
 
 # Normalised names (lower case, runs of other characters as "_") that mean the same column.
@@ -173,9 +173,7 @@ def _jsonl_keys(head: bytes) -> list[str]:
 
 def read_table(path: str, what: str) -> Table:
     """Read a CSV, TSV, JSONL or JSON-array file into a string :class:`Table`."""
-    head = sniff(path)
-    check_not_empty(len(head), what)
-    require_text(head, what)
+    head = check_text_file(path, what)  # not empty, UTF-8, no NUL byte anywhere (core.validation)
     kind = text_kind(head)
     if kind == "csv":
         return _read_csv(path, what, head)
@@ -385,6 +383,7 @@ def _require(table: Table, i: Optional[int], role: str, aliases: tuple, layout: 
 
 def parse_long(table: Table, default_run: str, source_file: str = "", fmt: str = "csv_long") -> list[ParsedRun]:
     header = table.header
+    check_unique_columns(header, table.what)  # the bulk path applies the same rule (db/bulk.py)
     run_i = find_column(header, RUN_ALIASES)
     step_i = _require(table, find_column(header, STEP_ALIASES), "step", STEP_ALIASES, "long")
     used = {i for i in (run_i, step_i) if i is not None}

@@ -1,7 +1,9 @@
 """One import = one transaction: files or uploads → parsed runs → the Store.
 
 Big long-format tables (and every Parquet long table) take the DuckDB-native path of
-:mod:`db.bulk`; everything else goes through the importers and :meth:`Store.ingest`.
+:mod:`db.bulk`; everything else goes through the importers and :meth:`Store.ingest`. Both paths
+apply the same input rules (core.validation); the size limit is checked here first, before any
+content is read, whichever path the file then takes.
 """
 from __future__ import annotations
 
@@ -11,48 +13,75 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from core.errors import InputError
+from core.validation import check_file_size, check_not_empty, check_size, resolve_max_bytes
 from db.bulk import ingest_long_table
 from importers import detect_format, parse_file, parse_uploads
 from db.store import Store
 
 # Above this size a long CSV is read by DuckDB itself (pandas would need several times the memory).
 BULK_BYTES = 32 * 1024 * 1024
+# Changes that threshold for the process (tests send small files down the bulk path with it).
+BULK_BYTES_ENV = "SCALESCOPE_BULK_BYTES"
+BULK_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 
-def _bulk_candidate(path: Path, fmt: Optional[str]) -> bool:
+def bulk_threshold() -> int:
+    """Bytes from which a long CSV/TSV takes the bulk path: $SCALESCOPE_BULK_BYTES, else BULK_BYTES."""
+    raw = os.environ.get(BULK_BYTES_ENV, "").strip()
+    try:
+        return int(float(raw)) if raw else BULK_BYTES
+    except ValueError:
+        raise InputError(f"{BULK_BYTES_ENV}={raw!r} is not a number of bytes; unset it or give e.g. 33554432")
+
+
+def _bulk_candidate(path: Path, fmt: Optional[str], what: str) -> bool:
     if path.suffix.lower() == ".parquet":
         return fmt in (None, "csv_long")
-    if fmt not in (None, "csv_long") or path.stat().st_size < BULK_BYTES:
+    if fmt not in (None, "csv_long") or path.stat().st_size < bulk_threshold():
         return False
-    return path.suffix.lower() in (".csv", ".tsv") and detect_format(str(path), path.name) == "csv_long"
+    return path.suffix.lower() in (".csv", ".tsv") and detect_format(str(path), what) == "csv_long"
+
+
+def _about(name: str, exc: InputError) -> InputError:
+    """The error, naming the file once: prefixed with its name only when the message lacks it."""
+    message = str(exc)
+    return exc if message.startswith(name) else InputError(f"{name}: {message}")
 
 
 def ingest_paths(store: Store, paths: Sequence[str | os.PathLike], fmt: Optional[str] = None,
-                 on_duplicate: str = "error") -> list[dict]:
+                 on_duplicate: str = "error", max_bytes: Optional[int] = None) -> list[dict]:
     """Import files/folders/zips from disk in one transaction; returns the runs added."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
-            raise InputError(f"{p}: no such file or folder.")
-    if len(paths) == 1 and paths[0].is_file() and _bulk_candidate(paths[0], fmt):
-        return ingest_long_table(store, paths[0], on_duplicate=on_duplicate)
+            raise InputError(f"{p}: no such file or folder; check the path")
+    if len(paths) == 1 and paths[0].is_file():
+        p = paths[0]
+        check_file_size(p, p.name, max_bytes)  # size before content (a 2 GiB file is over the limit, not "binary")
+        if _bulk_candidate(p, fmt, p.name):
+            return ingest_long_table(store, p, on_duplicate=on_duplicate, what=p.name, max_bytes=max_bytes)
     parsed = []
     for p in paths:
         try:
-            parsed.extend(parse_file(p, fmt=fmt))
+            parsed.extend(parse_file(p, fmt=fmt, max_bytes=max_bytes))
         except InputError as exc:
-            raise InputError(f"{p.name}: {exc}") from None
+            raise _about(p.name, exc) from None
     return store.ingest(parsed, on_duplicate=on_duplicate)
 
 
 def ingest_uploads(store: Store, files: Sequence[tuple[str, bytes]], fmt: Optional[str] = None,
-                   on_duplicate: str = "error") -> list[dict]:
+                   on_duplicate: str = "error", max_bytes: Optional[int] = None) -> list[dict]:
     """Import uploaded (name, bytes) pairs together, in one transaction; returns the runs added."""
-    if len(files) == 1 and files[0][0].lower().endswith((".parquet", ".csv", ".tsv")):
+    limit = resolve_max_bytes(max_bytes)
+    for name, data in files:
+        check_size(len(data), limit, Path(name.replace("\\", "/")).name or "upload")
+    if len(files) == 1 and files[0][0].lower().endswith(BULK_SUFFIXES):
         name, data = files[0]
+        display = Path(name.replace("\\", "/")).name or "upload"
+        check_not_empty(len(data), display)
         with tempfile.TemporaryDirectory(prefix="scalescope-upload-") as tmp:
-            path = Path(tmp) / ("upload" + Path(name).suffix.lower())
+            path = Path(tmp) / ("upload" + Path(display).suffix.lower())
             path.write_bytes(data)
-            if len(data) and _bulk_candidate(path, fmt):
-                return ingest_long_table(store, path, on_duplicate=on_duplicate)
-    return store.ingest(parse_uploads(files, fmt=fmt), on_duplicate=on_duplicate)
+            if _bulk_candidate(path, fmt, display):
+                return ingest_long_table(store, path, on_duplicate=on_duplicate, what=display, max_bytes=limit)
+    return store.ingest(parse_uploads(files, fmt=fmt, max_bytes=max_bytes), on_duplicate=on_duplicate)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def cli(*args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=None if env is None else {**os.environ, **env})
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -79,3 +81,61 @@ def test_runs_commands_start_without_heavy_imports():
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "db.store" in imported
     assert not {"torch", "transformers", "scipy"} & imported
+
+
+def one_error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("bulk", ["0", str(1 << 40)], ids=["bulk", "small"])
+def test_bad_names_and_limits_are_refused_by_both_paths(db_url, tmp_path, bulk):
+    """The same one-line refusals whether the importers or DuckDB read the file (issue 12)."""
+    env = {"SCALESCOPE_BULK_BYTES": bulk}
+    ansi = tmp_path / "ansi.csv"
+    ansi.write_bytes(b"run,step,metric,value\n\"a\x1b[31mred\",1,loss,2.0\n")
+    assert "control characters" in one_error_line(cli("ingest", str(ansi), "--db", db_url, check=False, env=env))
+    dup = tmp_path / "dup.csv"
+    dup.write_text("run,step,metric,value,value\na,1,loss,2.0,3.0\n")
+    assert "column 'value' appears twice" in one_error_line(cli("ingest", str(dup), "--db", db_url, check=False, env=env))
+    big = tmp_path / "big.csv"
+    big.write_text("run,step,metric,value\n" + "".join(f"b,{i},loss,1.5\n" for i in range(100)))
+    proc = cli("ingest", str(big), "--db", db_url, check=False, env={**env, "SCALESCOPE_MAX_UPLOAD_BYTES": "1000"})
+    assert "big.csv is 1.4 KB, over the 1000 B upload limit" in one_error_line(proc)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)) * 40)
+    err = one_error_line(cli("ingest", str(binary), "--db", db_url, check=False, env=env))
+    assert err.count("binary.csv") == 1 and "is binary" in err  # not "binary.csv: binary.csv is binary"
+    assert json.loads(cli("runs", "--db", db_url, "--json").stdout)["runs"] == []
+    ok = json.loads(cli("ingest", str(big), "--db", db_url, "--json", env=env).stdout)["runs"]
+    assert [r["name"] for r in ok] == ["b"]
+
+
+def test_sparse_file_over_the_limit_is_called_over_the_limit(db_url, tmp_path):
+    """An all-NUL 2 GiB file (sparse: nothing written) is over the 1 GiB limit, not 'binary'."""
+    zeros = tmp_path / "zeros.csv"
+    with open(zeros, "wb") as fh:
+        fh.truncate(2 << 30)
+    err = one_error_line(cli("ingest", str(zeros), "--db", db_url, check=False))
+    assert "zeros.csv is 2.0 GB, over the 1.0 GB upload limit" in err and "binary" not in err
+
+
+def test_runs_never_prints_control_characters(db_url):
+    """A name stored before the rules (written past the importers) is printed with its escapes shown."""
+    from core.runs import ParsedRun
+    from db.store import Store
+
+    store = Store(db_url)
+    store.ingest([ParsedRun(name="evil\x1b[2J\x1b[31mred", source_format="csv_long", source_file="x.csv")])
+    store.close()
+    out = cli("runs", "--db", db_url).stdout
+    assert "\x1b" not in out and "evil\\x1b[2J\\x1b[31mred" in out
+
+
+def test_fit_csv_overflow_is_one_line_without_numpy_warnings(db_url, tmp_path):
+    table = tmp_path / "huge.csv"
+    table.write_text("N,D,loss\n" + "".join(f"1e308,1e308,{2 + i / 10}\n" for i in range(6)))
+    proc = cli("fit", "--csv", str(table), "--bootstrap", "0", "--grid", "quick", "--db", db_url, check=False)
+    err = one_error_line(proc)
+    assert "overflow to infinity" in err and "Warning" not in proc.stderr

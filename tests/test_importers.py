@@ -556,6 +556,51 @@ def test_bad_input_is_refused_with_one_line(filename, data, expected):
     assert "; " in message  # what is wrong; what to do
 
 
+@pytest.mark.parametrize("filename,data,expected", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+@pytest.mark.parametrize("route", ["small", "bulk"])
+def test_bad_input_is_refused_alike_by_both_import_paths(store, tmp_path, monkeypatch, route, filename, data, expected):
+    """services.ingest with the bulk threshold at 0 (every long CSV to db/bulk.py) and out of reach."""
+    import services.ingest as ingest
+
+    monkeypatch.setattr(ingest, "BULK_BYTES", 0 if route == "bulk" else 1 << 62)
+    path = tmp_path / filename
+    path.write_bytes(data)
+    for attempt in (lambda: ingest.ingest_paths(store, [path]), lambda: ingest.ingest_uploads(store, [(filename, data)])):
+        with pytest.raises(InputError) as exc:
+            attempt()
+        message = one_line_error(exc)
+        assert expected in message, message
+        assert message.count(filename) <= 1, message  # never "binary.csv: binary.csv is binary"
+    assert store.run_names() == []
+
+
+NEW_BAD_FILES = [  # beside BAD_FILES: rules the bulk path shares since issue 12 (core/validation.py)
+    ("dup_value.csv", b"run,step,metric,value,value\na,1,loss,2.0,3.0\n", "column 'value' appears twice"),
+    ("nul_tail.csv", b"step,loss\n" + b"".join(b"%d,1.5\n" % i for i in range(20000)) + b"\x00" * 70000,
+     "holds NUL bytes from byte 188900 on"),
+    ("nul_tail.jsonl", b'{"step": 1, "loss": 2.0}\n' * 3000 + b"\x00" * 10, "holds NUL bytes from byte 75000 on"),
+    ("ansi_metric.csv", b"step,lo\x1b[2Jss\n1,2.0\n", "control characters"),
+    ("blank_metric.csv", b"run,step,metric,value\na,1,   ,2.0\n", "metric name is empty"),
+    ("huge_sizes.csv", b"N,D,loss\n1e308,1e308,2.0\n", "overflow to infinity"),
+]
+
+
+@pytest.mark.parametrize("filename,data,expected", NEW_BAD_FILES, ids=[b[0] for b in NEW_BAD_FILES])
+def test_more_bad_input_is_refused_with_one_line(filename, data, expected, recwarn):
+    with pytest.raises(InputError) as exc:
+        parse_upload(data, filename)
+    message = one_line_error(exc)
+    assert expected in message, message
+    assert "; " in message
+    assert not [w for w in recwarn if "overflow" in str(w.message)]  # no numpy RuntimeWarning on the way
+
+
+def test_names_are_trimmed(tmp_path):
+    path = write(tmp_path / "ws.csv", "run,step,metric,value\n  a  ,1,  loss ,2.0\na,2,loss,1.0\n")
+    (run,) = parse_file(path)
+    assert run.name == "a" and run.metrics["name"].tolist() == ["loss", "loss"]
+
+
 def test_over_the_size_limit(tmp_path, monkeypatch):
     data = b"step,loss\n" + b"".join(b"%d,1.0\n" % i for i in range(200))
     with pytest.raises(InputError, match="over the 1.0 KB upload limit") as exc:
