@@ -319,6 +319,19 @@ def test_pickled_weights_are_refused(tmp_path, saved_models):
         load_moe_model(tmp_path)
 
 
+def test_remote_code_checkpoints_are_refused_without_suggesting_remote_code(tmp_path):
+    """A config with an auto_map needs the checkpoint's own Python: refused, and the message says
+    ScaleScope never runs it instead of passing on transformers' "pass trust_remote_code=True"."""
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "my_moe", "architectures": ["MyMoe"],
+        "auto_map": {"AutoConfig": "cfg.MyConfig", "AutoModelForCausalLM": "model.MyMoe"}}))
+    (tmp_path / "cfg.py").write_text("raise SystemExit('remote code ran')\n")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(RoutingError, match="never runs code from a checkpoint") as exc:
+        load_moe_model(tmp_path)
+    assert "trust_remote_code" not in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_dense_models_are_refused(tmp_path):
     dense = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **COMMON))
     dense.save_pretrained(tmp_path / "llama", safe_serialization=True)

@@ -105,6 +105,17 @@ def _check_checkpoint_dir(model_dir: Path) -> None:
     raise RoutingError(f"{model_dir} has no weights (*.safetensors); save the model with save_pretrained into this folder")
 
 
+def _remote_code_refusal(model_dir: Path, exc: Exception) -> str | None:
+    """The refusal for a checkpoint that needs its own Python code (transformers' message would tell
+    the user to pass trust_remote_code=True, which ScaleScope never does)."""
+    text = str(exc)
+    if "trust_remote_code" not in text and "custom code" not in text:
+        return None
+    return (f"{model_dir} needs modelling code shipped with the checkpoint (an auto_map in config.json); "
+            "ScaleScope never runs code from a checkpoint, remote code stays off: use a model family that "
+            "transformers itself implements")
+
+
 def load_moe_model(
     model_dir: str | Path,
     device: str | torch.device | None = None,
@@ -122,7 +133,8 @@ def load_moe_model(
     try:
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers raises several types for a config it cannot read
-        raise RoutingError(f"cannot read {model_dir / 'config.json'} ({exc}); check that it is a transformers config") from exc
+        raise RoutingError(_remote_code_refusal(model_dir, exc)
+                           or f"cannot read {model_dir / 'config.json'} ({exc}); check that it is a transformers config") from exc
     family = families.family_for(config.model_type)
     target = pick_device(device)
     if dtype is None:
@@ -132,7 +144,8 @@ def load_moe_model(
             model_dir, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=dtype
         )
     except Exception as exc:
-        raise RoutingError(f"cannot load the weights in {model_dir} ({exc}); check the folder is a complete checkpoint") from exc
+        raise RoutingError(_remote_code_refusal(model_dir, exc)
+                           or f"cannot load the weights in {model_dir} ({exc}); check the folder is a complete checkpoint") from exc
     model.to(target).eval()
     moe_layers = families.find_moe_layers(model, family)
     if not moe_layers:
