@@ -63,8 +63,8 @@ def grid_for(budgets, sizes, per_budget: int, tokens_per_step: int, min_steps: i
 
 
 def fit_summary(table: pd.DataFrame) -> dict:
-    """Chinchilla-form fit (Hoffmann et al. 2022 Approach 3, core.fit) and the IsoFLOP minima."""
-    from core.fit import Approach3Settings, fit_chinchilla
+    """Chinchilla-form fit (Hoffmann et al. 2022 Approach 3, core.fitting) and the IsoFLOP minima."""
+    from core.fitting.chinchilla import Approach3Settings, fit_chinchilla
 
     res = fit_chinchilla(table["n_active_params"].to_numpy(), table["tokens"].to_numpy(),
                          table["final_eval_loss"].to_numpy(), Approach3Settings(n_bootstrap=200, budgets=(1e12, 1e13)))
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     ]
     if fit:
         p = fit["params"]
-        lines += ["", "Chinchilla-form fit (core.fit.fit_chinchilla, Approach 3, final held-out loss):",
+        lines += ["", "Chinchilla-form fit (core.fitting.chinchilla.fit_chinchilla, Approach 3, final held-out loss):",
                   f"E = {p['E']:.3f}, A = {p['A']:.4g}, B = {p['B']:.4g}, alpha = {p['alpha']:.3f}, "
                   f"beta = {p['beta']:.3f}; a = {fit['a (N_opt ~ C^a)']:.3f}, b = {fit['b (D_opt ~ C^b)']:.3f}.",
                   "IsoFLOP minima: " + "; ".join(f"C={c}: N={m['n_active_params']:,.0f} (loss {m['loss']:.3f}"

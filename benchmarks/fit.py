@@ -1,5 +1,5 @@
 """Benchmark: Approach 3 on Epoch AI's Chinchilla data (240 points after dropping the 5 highest losses),
-the full 4,500-start grid plus 1,000 bootstrap refits, batched (core.fit) against the usual reference:
+the full 4,500-start grid plus 1,000 bootstrap refits, batched (core.fitting) against the usual reference:
 a Python loop of scipy.optimize.minimize(method="L-BFGS-B") per start and per resample, tight
 tolerances (ftol = gtol = 1e-15), same data, same process — with the analytic gradient (the strongest
 form of the reference) and with scipy's finite-difference gradient (what replication code runs).
@@ -34,7 +34,7 @@ import scipy  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.fit import Approach3Settings, fit_chinchilla, scipy_reference_fit  # noqa: E402
+from core.fitting.chinchilla import Approach3Settings, fit_chinchilla, scipy_reference_fit  # noqa: E402
 
 DATA = ROOT / "assets" / "reference" / "epoch_chinchilla_svg_extracted_data.csv"
 
@@ -88,7 +88,7 @@ def main() -> None:
     t0 = _clock()
     result = fit_chinchilla(n_all, d_all, l_all, settings)
     ours_wall, ours_cpu = _since(t0)
-    opt = result.diagnostics["optimizer"]
+    opt = result.diagnostics.optimizer
     print(f"batched: {opt['n_starts']} starts + {args.bootstrap} resamples in {ours_wall:.1f} s wall, "
           f"{ours_cpu:.1f} s CPU; best objective {result.objective:.16e}; "
           f"{opt['n_starts_at_best']} starts reach it; mean {opt['iterations_mean']:.0f} Newton steps per start")
@@ -99,7 +99,7 @@ def main() -> None:
     starts = settings.starts()
     rng = np.random.default_rng(args.seed)  # the same resamples as the batched bootstrap
     counts = rng.multinomial(240, np.full(240, 1 / 240), size=args.bootstrap).astype(float)
-    theta_opt = result.diagnostics["optimizer"]["theta"]
+    theta_opt = result.diagnostics.optimizer["theta"]
     references = []
     for label, jac, stride_default, res_default in (
         ("scipy L-BFGS-B loop, analytic gradient", True, args.ref_stride, args.ref_resamples),
@@ -130,7 +130,7 @@ def main() -> None:
         print(f"{r['label']}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU — {note}; best objective over its "
               f"{r['n_starts']} starts {r['best']:.16e}")
 
-    rows = [("batched Newton (core.fit)", ours_wall, ours_cpu, result.objective)]
+    rows = [("batched Newton (core.fitting)", ours_wall, ours_cpu, result.objective)]
     rows += [(r["label"], r["wall"], r["cpu"], r["best"]) for r in references]
     print()
     print(f"{'method':<58} {'wall s':>9} {'CPU s':>9} {'best objective':>24}")

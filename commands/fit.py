@@ -13,14 +13,16 @@ import json
 
 from commands.common import add_common, emit, open_store
 from core.errors import InputError
-from core.fit import LAW_NAMES, Approach3Settings
+from core.fitting.chinchilla import Approach3Settings
+from core.registry import LAW_NAMES, LAWS
 from core.progress import text_bar
 from services import fits as fit_data
 from services.fits import delete_fit, list_fits
 
 
 def register(sub) -> None:
-    p = add_common(sub.add_parser("fit", help="fit a scaling law (Chinchilla Approach 1/2/3, Kaplan, power law, routed)"))
+    p = add_common(sub.add_parser("fit", help="fit a scaling law (Chinchilla Approach 1/2/3, Kaplan, power law, routed, "
+                                               "data-constrained)"))
     p.add_argument("--law", default="chinchilla", choices=LAW_NAMES)
     p.add_argument("--method", help="chinchilla: approach3 (default), approach1, approach2; other laws: huber_log")
     src = p.add_mutually_exclusive_group()
@@ -67,7 +69,7 @@ def _check_args(args) -> None:
 
 
 def fit(args) -> int:
-    method = args.method or fit_data.METHODS.get(args.law, ("huber_log",))[0]
+    method = args.method or LAWS[args.law].method
     fit_data.check_method(args.law, method)
     _check_args(args)
     options = fit_data.FitOptions(law=args.law, method=method, drop_highest=args.drop_highest,
@@ -90,6 +92,7 @@ def fit(args) -> int:
         "fit_id": fit_id, "law": result.law, "method": result.method, "target": data.target.label(),
         "params": result.params, "stderr": result.stderr, "intervals": result.intervals,
         "objective": result.objective, "n_points": result.n_points, "derived": result.derived,
+        "optima": [row.to_dict() for row in result.optima],
         "warnings": result.warnings, "selection": _selection_summary(data.selection),
     }
     emit(args, payload, _text(fit_id, result, data))

@@ -19,8 +19,9 @@ from commands.common import add_common, emit, open_store
 from core.accelerators import accelerators, budget_from_accelerators
 from core.errors import PlanError
 from core.inference_aware import inference_optimum, inference_optimum_for_model
-from core.laws import ChinchillaParams, RoutedParams
+from core.laws import RoutedParams
 from core.planner import moe_optimum, params_from_fit
+from core.registry import law_of
 from core.presets import list_presets
 from core.law_choice import (
     DEFAULT_PRESET, DEFAULT_ROUTED_PRESET, LawChoice, fit_for_planner, plan_for, preset_choice,
@@ -44,6 +45,8 @@ def register(sub) -> None:
     law.add_argument("--preset", help=f"published law (default {DEFAULT_PRESET}): "
                      + ", ".join(x.key for x in list_presets() if x.law != "routed"))
     law.add_argument("--fit", help="id of a stored fit (python cli.py fits)")
+    p.add_argument("--unique-tokens", help="distinct tokens of the dataset, for a data-constrained law "
+                   "(Muennighoff et al. 2023), e.g. 1e12")
     p.add_argument("--inference-tokens", help="lifetime inference demand in tokens → inference-aware plan")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-loss", help="quality target of the inference-aware plan (default: "
@@ -113,7 +116,8 @@ def run_plan(args) -> int:
     stores: list = []
     try:
         choice = _law_choice(args, stores)
-        best = plan_for(flops, choice)
+        extra = {} if args.unique_tokens is None else {"unique_tokens": _number("--unique-tokens", args.unique_tokens)}
+        best = plan_for(flops, choice, **extra)
         payload = {**best.to_dict(), "law": {"key": choice.key, "label": choice.label,
                                             "citation": choice.citation}}
         lines = [f"law               {choice.label}",
@@ -136,7 +140,7 @@ def run_plan(args) -> int:
                              f"({cluster_budget.accelerator_hours:,.0f} accelerator-hours)")
 
         if args.inference_tokens is not None:
-            if not isinstance(choice.params, ChinchillaParams):
+            if law_of(choice.params).key != "chinchilla":
                 raise PlanError("The inference-aware plan needs a Chinchilla law (E, A, B, α, β); "
                                 f"{choice.label} is not one. Pick a Chinchilla preset or fit.")
             if args.reference_params is not None:
@@ -155,7 +159,7 @@ def run_plan(args) -> int:
 
         if args.experts is not None:
             routed = _routed_law(args, stores)
-            if not isinstance(choice.params, ChinchillaParams):
+            if law_of(choice.params).key != "chinchilla":
                 raise PlanError(f"MoE plans scale a dense Chinchilla law; {choice.label} is not one. "
                                 "Pick a Chinchilla preset or fit.")
             moe = moe_optimum(flops, choice.params, routed, args.experts)

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.errors import PlanError
-from core.laws import ChinchillaParams
+from core.laws import ChinchillaParams, chinchilla_g
+from core.registry import positive_number
 from core.planner import (
     DEFAULT_SEARCH,
     FLOPS_PER_PARAM_TOKEN,
@@ -68,15 +69,8 @@ def chinchilla_quality(n_params: float, p: ChinchillaParams) -> float:
     The budget whose optimum is N: C/6 = (N/G)^((α+β)/β); its tokens D = (C/6)/N.
     """
     check_chinchilla(p)
-    try:
-        n = float(n_params)
-    except (TypeError, ValueError):
-        n = float("nan")
-    if not math.isfinite(n) or n <= 0:
-        raise PlanError(
-            f"Reference model size {n_params!r} must be a positive number of parameters, e.g. 13e9."
-        )
-    log_g = math.log(p.alpha * p.A / (p.beta * p.B)) / (p.alpha + p.beta)
+    n = positive_number(n_params, f"Reference model size {n_params!r} must be a positive number of parameters, e.g. 13e9.")
+    log_g = math.log(chinchilla_g(p.A, p.B, p.alpha, p.beta))
     log_c6 = (math.log(n) - log_g) * (p.alpha + p.beta) / p.beta
     log_d = log_c6 - math.log(n)
     return p.E + p.A * math.exp(-p.alpha * math.log(n)) + p.B * math.exp(-p.beta * log_d)

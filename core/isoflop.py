@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from core.errors import FitError
+from core.jsonable import jsonable
 
 
 # ============================================================================================
@@ -103,12 +104,6 @@ def _inputs(data, n_params, tokens, flops, loss, flops_per_param_token: float):
     return n, d, c, y
 
 
-def _jsonable(obj):
-    from core.fit import _jsonable as j
-
-    return j(obj)
-
-
 # ============================================================================================
 # Approach 1: minimum over training curves at fixed FLOPs
 # ============================================================================================
@@ -140,7 +135,7 @@ class Approach1Result(_ExponentsMixin):
     warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "method": "approach1", "levels": self.levels, "bin_edges": self.bin_edges, "n_opt": self.n_opt,
             "tokens_opt": self.tokens_opt, "loss_min": self.loss_min, "run_opt": [str(r) for r in self.run_opt],
             "n_candidates": self.n_candidates, "a": self.a, "b": self.b,
@@ -275,7 +270,7 @@ class IsoFlopProfile:
         return np.polyval(self.coef, x)
 
     def to_dict(self) -> dict:
-        return _jsonable({k: getattr(self, k) for k in ("flops", "n_points", "coef", "n_opt", "tokens_opt", "loss_opt",
+        return jsonable({k: getattr(self, k) for k in ("flops", "n_points", "coef", "n_opt", "tokens_opt", "loss_opt",
                                                         "n_min", "n_max", "interior", "used", "note")})
 
 
@@ -290,7 +285,7 @@ class Approach2Result(_ExponentsMixin):
     warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "method": "approach2", "profiles": [p.to_dict() for p in self.profiles], "a": self.a, "b": self.b,
             "n_params_law": self.n_params_law.to_dict(), "tokens_law": self.tokens_law.to_dict(),
             "budget_of_point": self.budget_of_point, "warnings": self.warnings,

@@ -12,8 +12,8 @@ from typing import Optional
 
 from core.accelerators import accelerators
 from core.errors import PlanError
-from core.laws import RoutedParams
 from core.planner import params_from_fit, plan, plan_from_fit
+from core.registry import law_of
 from core.presets import get_preset
 
 # Besiroglu et al. 2024 refit Approach 3 on Hoffmann et al.'s own data and found the published
@@ -31,7 +31,7 @@ class LawChoice:
 
     key: str  # "epoch" for a preset, "fit-12" for stored fit 12 (the page URL's ``law`` value)
     label: str  # what the picker shows
-    params: object  # ChinchillaParams | KaplanParams | RoutedParams
+    params: object  # a plannable core.laws dataclass (core.registry: ChinchillaParams, KaplanParams, ...)
     citation: str  # where the numbers come from, shown beside every result
     note: str = ""
     fit: Optional[dict] = None  # for fits: {"law", "params", "bootstrap_samples"} as plan_from_fit reads it
@@ -92,14 +92,20 @@ def stored_fit_choice(stored: Mapping) -> LawChoice:
     )
 
 
-def plan_for(flops, choice: LawChoice):
-    """The compute-optimal Plan for ``choice``, with bootstrap bands when the fit stored samples."""
-    if isinstance(choice.params, RoutedParams):
+def plan_for(flops, choice: LawChoice, **extra):
+    """The compute-optimal Plan for ``choice``, with bootstrap bands when the fit stored samples.
+    ``extra``: what the law's optimum needs besides the budget (registry ``plan_inputs``, e.g. unique_tokens)."""
+    law = law_of(choice.params)
+    if law.key == "routed":
         raise PlanError(f"{choice.label} is a routed (MoE) law: pick a dense law and set the expert "
                         "count instead (the routed law then scales the dense one).")
+    missing = [k for k in law.plan_inputs if extra.get(k) is None]
+    if missing:
+        raise PlanError(f"{choice.label} needs {', '.join(missing)} to plan (e.g. --unique-tokens 1e12): "
+                        "give the size of the dataset.")
     if choice.fit is not None:
-        return plan_from_fit(flops, choice.fit, level=INTERVAL_LEVEL)
-    return plan(flops, choice.params)
+        return plan_from_fit(flops, choice.fit, level=INTERVAL_LEVEL, **extra)
+    return plan(flops, choice.params, **extra)
 
 
 def resolve_accelerator(name: str) -> str:

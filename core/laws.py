@@ -1,4 +1,5 @@
-"""Scaling laws as plain, broadcasting numpy functions (no fitting here: see core/fit.py).
+"""Scaling laws as plain, broadcasting numpy functions (no fitting here: see core/fitting/; each law's
+declaration — label, formula, parameters, inputs, optimum — is core/registry.py).
 
 Every law takes arrays (or scalars) and a frozen parameter dataclass and returns an ndarray of
 losses. Units follow docs/ARCHITECTURE.md: ``n_params`` parameters (Kaplan's laws want the
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+FLOPS_PER_PARAM_TOKEN = 6.0  # C = 6·N·D (Kaplan et al. 2020 §2.1: ≈2 FLOPs/param/token forward, ≈4 backward)
 # One PF-day in FLOPs (Kaplan et al. 2020 §1.3: 1 PF-day = 10^15 · 24 · 3600 FLOPs).
 PF_DAY_FLOPS = 1e15 * 24 * 3600  # = 8.64e19
 
@@ -67,17 +69,30 @@ def chinchilla_loss(n_params, tokens, p: ChinchillaParams) -> np.ndarray:
     return p.E + p.A * n ** (-p.alpha) + p.B * d ** (-p.beta)
 
 
-def chinchilla_optimal(flops, p: ChinchillaParams, flops_per_param_token: float = 6.0):
-    """Compute-optimal split of a budget C under C = k·N·D (k = 6 by default).
+def chinchilla_g(A, B, alpha, beta):
+    """G = (αA / (βB))^(1/(α+β)) of Hoffmann et al. 2022 eq. (4), element-wise over parameter arrays."""
+    A, B, alpha, beta = (_arr(v) for v in (A, B, alpha, beta))
+    return (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
 
-    Hoffmann et al. 2022 eq. (4): N_opt(C) = G (C/6)^a, D_opt(C) = G^(−1) (C/6)^b with
-    G = (αA / (βB))^(1/(α+β)), a = β/(α+β), b = α/(α+β).
-    Returns ``(n_opt, tokens_opt)`` as ndarrays shaped like ``flops``.
+
+def compute_optimal_nd(flops, A, B, alpha, beta, flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN):
+    """Compute-optimal N*, D* of the Chinchilla law under C = k·N·D: THE closed form of ScaleScope.
+
+    Hoffmann et al. 2022 eq. (4): N*(C) = G (C/6)^(β/(α+β)), D*(C) = G^(−1) (C/6)^(α/(α+β)) with
+    G = (αA / (βB))^(1/(α+β)); D* = (C/6)/N* exactly. Broadcasts budgets against parameter arrays
+    (bootstrap samples). Returns ``(n_opt, tokens_opt)``.
     """
     c = _arr(flops) / flops_per_param_token
-    g = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
-    n_opt = g * c ** p.a
-    return n_opt, c / n_opt
+    beta = _arr(beta)
+    with np.errstate(all="ignore"):
+        n_opt = chinchilla_g(A, B, alpha, beta) * c ** (beta / (_arr(alpha) + beta))
+        return n_opt, c / n_opt
+
+
+def chinchilla_optimal(flops, p: ChinchillaParams, flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN):
+    """Compute-optimal split of a budget C under C = k·N·D (k = 6 by default), Hoffmann et al. 2022
+    eq. (4) (``compute_optimal_nd``). Returns ``(n_opt, tokens_opt)`` as ndarrays shaped like ``flops``."""
+    return compute_optimal_nd(flops, p.A, p.B, p.alpha, p.beta, flops_per_param_token)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +217,7 @@ def data_constrained_loss(n_params, tokens, unique_tokens, p: DataConstrainedPar
     r_d = d / u_d - 1.0
     d_eff = u_d + u_d * p.r_star_d * (1.0 - np.exp(-r_d / p.r_star_d))
     c = p.chinchilla
-    g = (c.alpha * c.A / (c.beta * c.B)) ** (1.0 / (c.alpha + c.beta))
+    g = chinchilla_g(c.A, c.B, c.alpha, c.beta)
     # D_opt = G^-1 (C/6)^b and N_opt = G (C/6)^a  =>  N_opt = G (G·U_D)^(a/b) at D_opt = U_D.
     n_for_unique = g * (g * u_d) ** (c.a / c.b)
     u_n = np.minimum(n_for_unique, n)

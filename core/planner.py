@@ -6,10 +6,10 @@ forward, ≈4 backward). For the Chinchilla law L = E + A/N^α + B/D^β the opti
 
     G = (αA / (βB))^(1/(α+β)),   N* = G·(C/6)^(β/(α+β)),   D* = C / (6·N*)
 
-Other laws (Kaplan's joint L(N, D), Muennighoff's data-constrained law, a routed MoE law on top of
-Chinchilla) are minimised numerically along the iso-FLOP line D = C/(6N): a log-spaced grid over
-D/N brackets the minimum, Brent's method refines it, and a 3-point Newton step polishes it to
-~1e-8 relative (a comparison-only search stalls near 1e-7 because the loss is flat at its minimum).
+(written once, ``core.laws.compute_optimal_nd``). Other laws (Kaplan's joint L(N, D), Muennighoff's
+data-constrained law, a routed MoE law on top of Chinchilla) are minimised numerically along the
+iso-FLOP line D = C/(6N) (core/search.py). Which of the two a law gets, its check and its loss are
+declared in the law registry (core/registry.py); the planner only looks them up.
 
 Every public function validates its inputs and raises :class:`core.errors.PlanError` with a one-line
 message instead of returning NaN. Results are :class:`Plan` dataclasses (``to_dict()`` for --json).
@@ -19,44 +19,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from core.errors import PlanError
 from core.laws import (
+    FLOPS_PER_PARAM_TOKEN,
     ChinchillaParams,
     DataConstrainedParams,
     KaplanParams,
     RoutedParams,
+    chinchilla_g,
     chinchilla_loss,
-    data_constrained_loss,
+    compute_optimal_nd,
     effective_params,
-    kaplan_loss_nd,
 )
+from core.registry import (
+    LAWS,
+    check_chinchilla,
+    check_data_constrained,
+    check_kaplan,
+    check_routed,
+    check_unique_tokens,
+    get_law,
+    law_for_params,
+    law_of,
+)
+from core.search import DEFAULT_SEARCH, LossFn, SearchConfig, iso_flop_argmin, minimise_1d
 
-FLOPS_PER_PARAM_TOKEN = 6.0  # C = 6·N·D (Kaplan et al. 2020 §2.1); also the MoE rule with N active
+__all__ = ["check_chinchilla", "check_kaplan", "check_routed", "minimise_1d", "SearchConfig", "DEFAULT_SEARCH",
+           "LossFn"]  # re-exported: core.inference_aware and the pages import them from here
+
 FLOPS_MIN = 1e10  # below this no language model worth planning exists (a 1M-param model on 1k tokens)
 FLOPS_MAX = 1e32  # ~1e6 × the largest runs of 2024; beyond it the laws are pure extrapolation
 
-LossFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # loss(n_params, tokens), broadcasting
-Law = Union[ChinchillaParams, KaplanParams]
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """How the numerical iso-FLOP search looks for the minimum."""
-
-    tokens_per_param_min: float = 1e-4  # search edge: far below any model trained (GPT-3 ≈ 1.7)
-    tokens_per_param_max: float = 1e7  # search edge: far above Llama-3 8B's ≈ 1900
-    grid_points: int = 89  # ≈ 8 points per decade of D/N: enough to bracket one smooth minimum
-    brent_xatol: float = 1e-7  # Brent stops here (log N); the Newton polish does the rest
-    polish_step: float = 1e-3  # log-N step of the Newton polish: float noise in the loss (~1e-16)
-    # then moves the answer < 1e-10 and the finite-difference bias stays < 1e-7
-
-
-DEFAULT_SEARCH = SearchConfig()
+Law = Union[ChinchillaParams, KaplanParams, DataConstrainedParams]
 
 
 @dataclass(frozen=True)
@@ -107,85 +105,12 @@ def check_flops(flops) -> float:
     return c
 
 
-def _check_finite(name: str, values: Mapping[str, float]) -> None:
-    bad = [
-        k
-        for k, v in values.items()
-        if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v)
-    ]
-    if bad:
-        raise PlanError(
-            f"The {name} law has non-finite parameters ({', '.join(bad)}); refit it or pick a preset."
-        )
-
-
-def check_chinchilla(p: ChinchillaParams) -> ChinchillaParams:
-    """PlanError unless E ≥ 0 and A, B, α, β > 0 (otherwise loss does not fall with N or D)."""
-    if not isinstance(p, ChinchillaParams):
-        raise PlanError(
-            f"This needs a Chinchilla law (E, A, B, α, β), got {type(p).__name__}; pick a Chinchilla preset or fit."
-        )
-    _check_finite("Chinchilla", asdict(p))
-    if p.alpha <= 0 or p.beta <= 0:
-        raise PlanError(
-            f"The law has α = {p.alpha:g}, β = {p.beta:g}; both must be > 0 for loss to fall with "
-            "model size and data. Refit with positive exponents or pick a preset."
-        )
-    if p.A <= 0 or p.B <= 0:
-        raise PlanError(f"The law has A = {p.A:g}, B = {p.B:g}; both must be > 0. Refit it or pick a preset.")
-    if p.E < 0:
-        raise PlanError(
-            f"The law has irreducible loss E = {p.E:g} < 0, impossible for cross-entropy; refit it."
-        )
-    return p
-
-
-def check_kaplan(p: KaplanParams) -> KaplanParams:
-    """PlanError unless every scale and exponent of Kaplan's law is positive."""
-    if not isinstance(p, KaplanParams):
-        raise PlanError(
-            f"This needs a Kaplan law, got {type(p).__name__}; pick the Kaplan preset or a Kaplan fit."
-        )
-    _check_finite("Kaplan", asdict(p))
-    bad = [k for k, v in asdict(p).items() if v <= 0]
-    if bad:
-        raise PlanError(
-            f"The Kaplan law has non-positive {', '.join(bad)}; all must be > 0. Refit it or pick a preset."
-        )
-    return p
-
-
-def check_routed(p: RoutedParams) -> RoutedParams:
-    """PlanError unless the expert transform is defined and the dense law improves with N."""
-    if not isinstance(p, RoutedParams):
-        raise PlanError(
-            f"This needs a routed (MoE) law, got {type(p).__name__}; pick the Clark et al. preset or a routed fit."
-        )
-    _check_finite("routed", asdict(p))
-    if not 0 < p.e_start < p.e_max:
-        raise PlanError(
-            f"The routed law needs 0 < e_start < e_max, got e_start = {p.e_start:g}, e_max = {p.e_max:g}; refit it."
-        )
-    e1 = 1.0 / (1.0 / (1.0 / (1.0 / p.e_start - 1.0 / p.e_max)) + 1.0 / p.e_max)  # Ê(1) = e_start
-    if p.a + p.c * math.log(e1) >= 0:
-        raise PlanError(
-            "The routed law's dense slope a + c·log Ê(1) is ≥ 0 (loss does not fall with N); refit it."
-        )
-    return p
-
-
 def check_law(law) -> Law:
-    if isinstance(law, ChinchillaParams):
-        return check_chinchilla(law)
-    if isinstance(law, KaplanParams):
-        return check_kaplan(law)
-    if isinstance(law, RoutedParams):
-        raise PlanError(
-            "A routed law alone has no data term; plan MoE models with moe_optimum(dense law, routed law)."
-        )
-    raise PlanError(
-        f"The planner does not know laws of type {type(law).__name__}; use a Chinchilla or Kaplan law."
-    )
+    """The law checked by its registry entry; PlanError for laws with no compute-optimal plan alone."""
+    entry = law_of(law)
+    if not entry.plannable:
+        raise PlanError(entry.not_plannable)
+    return entry.check(law)
 
 
 def _finite_plan(plan: Plan) -> Plan:
@@ -203,10 +128,7 @@ def _finite_plan(plan: Plan) -> Plan:
 # --------------------------------------------------------------------------------------------
 def _closed_form(flops, E, A, B, alpha, beta):
     """N*, D*, L* broadcasting over budgets and/or parameter arrays (Hoffmann et al. 2022 eq. (4))."""
-    c6 = np.asarray(flops, dtype=np.float64) / FLOPS_PER_PARAM_TOKEN
-    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-    n_opt = g * c6 ** (beta / (alpha + beta))
-    d_opt = c6 / n_opt
+    n_opt, d_opt = compute_optimal_nd(flops, A, B, alpha, beta)
     loss = E + A * n_opt ** (-alpha) + B * d_opt ** (-beta)
     return n_opt, d_opt, loss
 
@@ -236,7 +158,7 @@ def compute_for_loss(target_loss: float, p: ChinchillaParams) -> Plan:
     """
     check_chinchilla(p)
     target = check_target_loss(target_loss, p)
-    g = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
+    g = chinchilla_g(p.A, p.B, p.alpha, p.beta)
     k = p.A * g ** (-p.alpha) + p.B * g**p.beta
     gamma = p.alpha * p.beta / (p.alpha + p.beta)
     log_c6 = (math.log(k) - math.log(target - p.E)) / gamma
@@ -268,91 +190,15 @@ def check_target_loss(target_loss, p: ChinchillaParams) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Numerical 1-D minimisation (shared with core.inference_aware)
+# Numerical optimum (core/search.py)
 # --------------------------------------------------------------------------------------------
-def minimise_1d(
-    objective: Callable[[np.ndarray], np.ndarray],
-    lo: float,
-    hi: float,
-    search: SearchConfig = DEFAULT_SEARCH,
-    edge_message: str = "",
-) -> float:
-    """The x in (lo, hi) minimising a smooth, vectorised ``objective(x_array) -> values``.
-
-    Grid → bracket → Brent (scipy, bounded) → two Newton steps from central differences. Raises
-    PlanError when the grid's minimum sits on an edge (no interior optimum) or nothing is finite.
-    """
-    grid = np.linspace(lo, hi, search.grid_points)
-    with np.errstate(all="ignore"):
-        values = np.asarray(objective(grid), dtype=np.float64)
-    values = np.where(np.isfinite(values), values, np.inf)
-    i = int(np.argmin(values))
-    if not np.isfinite(values[i]):
-        raise PlanError(
-            "The law gives no finite loss anywhere along this budget's line; check the law's parameters."
-        )
-    if i == 0 or i == len(grid) - 1:
-        raise PlanError(
-            edge_message or "The loss has no interior minimum in the search range; check the law."
-        )
-    centre, left, right = grid[i], grid[i - 1] - grid[i], grid[i + 1] - grid[i]
-
-    # Search in u = x − centre: Brent's relative tolerance then acts on |u| ≪ 1, not on |x| ≈ 25.
-    def scalar(u: float) -> float:
-        with np.errstate(all="ignore"):
-            v = float(np.asarray(objective(np.array([centre + u])))[0])
-        return v if math.isfinite(v) else math.inf
-
-    u = minimize_scalar(
-        scalar, bounds=(left, right), method="bounded", options={"xatol": search.brent_xatol}
-    ).x
-    h = search.polish_step
-    for _ in range(2):  # Newton on central differences: x ← x − f'/f''
-        with np.errstate(all="ignore"):
-            f_minus, f_0, f_plus = np.asarray(
-                objective(centre + u + np.array([-h, 0.0, h])), dtype=np.float64
-            )
-        curvature = (f_plus - 2.0 * f_0 + f_minus) / (h * h)
-        slope = (f_plus - f_minus) / (2.0 * h)
-        if not (math.isfinite(curvature) and curvature > 0 and math.isfinite(slope)):
-            break
-        step = -slope / curvature
-        # Brent is already within ~1e-7, so a step larger than h is noise, not progress.
-        if abs(step) > h or not left <= u + step <= right:
-            break
-        # Keep the step only if the loss did not rise beyond float noise: where the curvature jumps
-        # (Muennighoff's min(N_opt(U_D), N) switch) central differences point slightly off the minimum.
-        with np.errstate(all="ignore"):
-            f_new = float(np.asarray(objective(np.array([centre + u + step])))[0])
-        if not f_new <= f_0 + 16.0 * np.finfo(np.float64).eps * abs(f_0):
-            break
-        u += step
-    return float(centre + u)
-
-
 def iso_flop_optimum(flops, loss_fn: LossFn, search: SearchConfig = DEFAULT_SEARCH) -> Plan:
     """Minimise ``loss_fn(N, C/(6N))`` over N for any law: the numerical counterpart of eq. (4).
 
     The search spans D/N ∈ [search.tokens_per_param_min, search.tokens_per_param_max] in log N.
     """
     c = check_flops(flops)
-    c6 = c / FLOPS_PER_PARAM_TOKEN
-    # N = sqrt(C / (6·r)) for tokens-per-parameter r: large r ↔ small N.
-    lo = 0.5 * (math.log(c6) - math.log(search.tokens_per_param_max))
-    hi = 0.5 * (math.log(c6) - math.log(search.tokens_per_param_min))
-
-    def along_iso_flop(log_n: np.ndarray) -> np.ndarray:
-        n = np.exp(log_n)
-        return loss_fn(n, c6 / n)
-
-    edge = (
-        f"Along the {c:.3g}-FLOP line the loss keeps falling towards the edge of the search "
-        f"(D/N from {search.tokens_per_param_min:g} to {search.tokens_per_param_max:g}); "
-        "the law has no compute-optimal size there. Check the law's parameters."
-    )
-    log_n = minimise_1d(along_iso_flop, lo, hi, search, edge)
-    n = math.exp(log_n)
-    d = c6 / n
+    n, d = iso_flop_argmin(c, loss_fn, search)
     loss = float(np.asarray(loss_fn(np.float64(n), np.float64(d))))
     return _finite_plan(
         Plan(n_params=n, tokens=d, tokens_per_param=d / n, loss=loss, flops=c, method="iso_flop_search")
@@ -366,7 +212,7 @@ def kaplan_optimum(flops, p: KaplanParams, search: SearchConfig = DEFAULT_SEARCH
     (N ∝ C^0.73), which came from early-stopped runs; the joint law gives N ∝ C^(α_D/(α_N+α_D)).
     """
     check_kaplan(p)
-    return iso_flop_optimum(flops, lambda n, d: kaplan_loss_nd(n, d, p), search)
+    return plan(flops, p, search)
 
 
 def data_constrained_optimum(
@@ -378,43 +224,36 @@ def data_constrained_optimum(
     counts all tokens seen (epochs = tokens / unique_tokens).
     """
     check_chinchilla(p.chinchilla)
-    try:
-        u = float(unique_tokens)
-    except (TypeError, ValueError):
-        u = float("nan")
-    if not math.isfinite(u) or u <= 0:
-        raise PlanError(
-            f"Unique tokens {unique_tokens!r} must be a positive number; give the dataset size, e.g. 1e12."
-        )
-    if not (p.r_star_d > 0 and p.r_star_n > 0):
-        raise PlanError(
-            "The data-constrained law needs R*_D, R*_N > 0 (Muennighoff et al.: 15.4, 5.3); refit it."
-        )
-    return iso_flop_optimum(flops, lambda n, d: data_constrained_loss(n, d, u, p), search)
+    check_unique_tokens(unique_tokens)
+    return plan(flops, p, search, unique_tokens=unique_tokens)
 
 
-def loss_function(law: Law) -> LossFn:
-    """``loss(n_params, tokens)`` for a Chinchilla or Kaplan law: for contour grids and iso-FLOP curves."""
+def loss_function(law: Law, **extra) -> LossFn:
+    """``loss(n_params, tokens)`` of a plannable law (registry ``loss_nd``): for contour grids and iso-FLOP
+    curves. ``extra``: what the law needs besides N and D (the data-constrained law: unique_tokens)."""
     law = check_law(law)
-    if isinstance(law, ChinchillaParams):
-        return lambda n, d: chinchilla_loss(n, d, law)
-    return lambda n, d: kaplan_loss_nd(n, d, law)
+    return law_of(law).loss_nd(law, extra)
 
 
-def iso_flop_curve(flops, law: Law, n_params) -> tuple[np.ndarray, np.ndarray]:
+def iso_flop_curve(flops, law: Law, n_params, **extra) -> tuple[np.ndarray, np.ndarray]:
     """Tokens D = C/(6N) and loss along the iso-FLOP line at each N of ``n_params`` (page plot)."""
     c = check_flops(flops)
     n = np.asarray(n_params, dtype=np.float64)
     tokens = c / (FLOPS_PER_PARAM_TOKEN * n)
-    return tokens, np.asarray(loss_function(law)(n, tokens))
+    return tokens, np.asarray(loss_function(law, **extra)(n, tokens))
 
 
-def plan(flops, law: Law, search: SearchConfig = DEFAULT_SEARCH) -> Plan:
-    """The compute-optimal plan for either law: closed form for Chinchilla, search for Kaplan."""
+def plan(flops, law: Law, search: SearchConfig = DEFAULT_SEARCH, **extra) -> Plan:
+    """The compute-optimal plan for any plannable law of the registry: its closed form where one
+    exists (Chinchilla, Hoffmann et al. 2022 eq. (4)), else the iso-FLOP search. ``extra``: the
+    law's ``plan_inputs`` (the data-constrained law: unique_tokens)."""
     law = check_law(law)
-    if isinstance(law, ChinchillaParams):
-        return chinchilla_optimum(flops, law)
-    return kaplan_optimum(flops, law, search)
+    entry = law_of(law)
+    c = check_flops(flops)
+    n, d, closed = entry.optimum(c, law, search, **extra)
+    loss = float(np.asarray(entry.loss_nd(law, extra)(np.float64(n), np.float64(d))))
+    return _finite_plan(Plan(n_params=n, tokens=d, tokens_per_param=d / n, loss=loss, flops=c,
+                             method="closed_form" if closed else "iso_flop_search"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,33 +297,29 @@ def bootstrap_bands(flops, samples, level: float = 0.9) -> tuple[dict, int]:
     return {k: (float(lo[j]), float(hi[j])) for j, k in enumerate(keys)}, used
 
 
-def params_from_fit(fit: Mapping) -> Union[ChinchillaParams, KaplanParams, RoutedParams]:
-    """The law dataclass of a stored fit (``{"law": ..., "params": {...}}``), chosen by its parameter names."""
+def params_from_fit(fit: Mapping) -> Union[ChinchillaParams, KaplanParams, RoutedParams, DataConstrainedParams]:
+    """The planner's dataclass of a stored fit (``{"law": ..., "params": {...}}``), by its law's registry
+    entry; a fit without a known law key is matched to the registry law whose parameters it carries."""
     params = fit.get("params") if isinstance(fit, Mapping) else None
     if not isinstance(params, Mapping):
         raise PlanError("The fit has no 'params' mapping; pick another fit or a preset.")
-    for cls in (ChinchillaParams, RoutedParams, KaplanParams):
-        names = [f for f in cls.__dataclass_fields__]
-        required = names if cls is not KaplanParams else ["N_c", "alpha_N", "D_c", "alpha_D"]
-        if all(k in params for k in required):
-            try:
-                return cls(**{k: float(params[k]) for k in names if k in params})
-            except (TypeError, ValueError):
-                raise PlanError(
-                    f"The fit's parameters are not all numbers: {dict(params)}; refit it."
-                ) from None
-    raise PlanError(
-        f"The fit of law {fit.get('law')!r} has parameters {sorted(params)} the planner cannot use; "
-        "it needs E, A, B, alpha, beta (Chinchilla) or N_c, alpha_N, D_c, alpha_D (Kaplan)."
-    )
+    key = fit.get("law")
+    entry = get_law(key, PlanError) if key in LAWS else law_for_params(params)
+    if entry is None or entry.params_type is None or not set(entry.param_names) <= set(params):
+        raise PlanError(
+            f"The fit of law {key!r} has parameters {sorted(params)} the planner cannot use; "
+            "it needs E, A, B, alpha, beta (Chinchilla) or N_c, alpha_N, D_c, alpha_D (Kaplan)."
+        )
+    return entry.params_object(params)
 
 
-def plan_from_fit(flops, fit: Mapping, level: float = 0.9, search: SearchConfig = DEFAULT_SEARCH) -> Plan:
-    """Plan from a stored fit; with ``bootstrap_samples`` (Chinchilla form) the plan carries bands."""
+def plan_from_fit(flops, fit: Mapping, level: float = 0.9, search: SearchConfig = DEFAULT_SEARCH, **extra) -> Plan:
+    """Plan from a stored fit; with ``bootstrap_samples`` (Chinchilla form) the plan carries bands.
+    ``extra``: the law's ``plan_inputs`` (the data-constrained law: unique_tokens)."""
     law = params_from_fit(fit)
-    best = plan(flops, law, search)
+    best = plan(flops, law, search, **extra)
     samples = fit.get("bootstrap_samples")
-    if samples is None or len(samples) == 0 or not isinstance(law, ChinchillaParams):
+    if samples is None or len(samples) == 0 or law_of(law).closed_form is None:
         return best
     intervals, used = bootstrap_bands(flops, samples, level)
     return Plan(

@@ -1,12 +1,15 @@
 """Stored fits: every fitted law with its exact selection, target, settings, parameters,
-intervals and diagnostics, so re-running it reproduces the numbers (db/fit_data.refit).
+intervals and diagnostics, so re-running it reproduces the numbers (services/fits.refit).
 
-A fit from core/fit (a ``FitResult``) is stored by ``save_result``: ``params`` keeps the law's
-parameters (Chinchilla: E, A, B, alpha, beta), ``intervals`` their 95% bootstrap intervals (and the
-derived quantities'), and ``diagnostics`` everything else the result carries — ``bootstrap_samples``
-(rows in the order of ``param_names``, which the planner reads for its bands), ``stderr``,
-``objective``, ``n_points``, ``derived``, ``warnings``, residuals and optimiser statistics.
-``load_result`` gives the ``FitResult`` back.
+A fit from core/fitting (a ``FitResult``) is stored by ``save_result`` in the layout of
+``FitResult.to_stored`` (schema version 3): ``params`` keeps the law's parameters (Chinchilla: E, A,
+B, alpha, beta), ``intervals`` their 95% bootstrap intervals (and those of the exponents a, b), and
+``diagnostics`` everything else the result carries — ``bootstrap_samples`` (rows in the order of
+``param_names``, which the planner reads for its bands), ``stderr``, ``objective``, ``n_points``,
+``derived`` (a, b), ``optima`` (the table of N*, D*, tokens per parameter per budget, with intervals)
+and ``method_diagnostics`` (the method's declared diagnostics). ``load_result`` gives the
+``FitResult`` back. Fits stored by version 2 are rewritten to this layout when the store opens
+(db/store.py MIGRATIONS, ``core.fitting.result.upgrade_stored_v2``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from core.errors import InputError
-from core.fit import FitResult
+from core.fitting.result import FitResult
+from core.jsonable import jsonable
 from db import schema
 from db.store import Store
 
@@ -29,35 +33,19 @@ def save_fit(store: Store, *, law: str, method: str, target: str, selection: dic
     """Store one fit (one transaction); returns its id."""
     row = {"law": law, "method": method, "target": target, "name": name}
     for key, value in zip(JSON_FIELDS, (selection, settings, params, intervals, diagnostics)):
-        row[key] = json.dumps(value, default=_jsonable, allow_nan=False)
+        row[key] = json.dumps(jsonable(value), allow_nan=False)
     with store.write() as conn:
         return int(conn.execute(sa.insert(schema.fits).values(**row).returning(schema.fits.c.id)).scalar_one())
 
 
-# FitResult fields kept inside ``diagnostics`` (besides the result's own diagnostics).
-RESULT_FIELDS = ("stderr", "objective", "n_points", "bootstrap_samples", "derived", "param_names")
-
-
 def save_result(store: Store, result: FitResult, *, selection: dict, target: str, name: Optional[str] = None) -> int:
-    """Store a core.fit ``FitResult`` with the selection that produced it; returns the fit's id."""
-    d = result.to_dict()
-    diagnostics = dict(d["diagnostics"])
-    diagnostics.update({k: d[k] for k in RESULT_FIELDS})
-    return save_fit(store, law=d["law"], method=d["method"], target=target, selection=selection,
-                    settings=d["settings"], params=d["params"], intervals=d["intervals"],
-                    diagnostics=diagnostics, name=name)
+    """Store a core.fitting ``FitResult`` with the selection that produced it; returns the fit's id."""
+    return save_fit(store, target=target, selection=selection, name=name, **result.to_stored())
 
 
 def load_result(row: dict) -> FitResult:
     """A stored fit (``get_fit`` / a ``list_fits`` row) back as a ``FitResult``."""
-    diagnostics = dict(row.get("diagnostics") or {})
-    kept = {k: diagnostics.pop(k, None) for k in RESULT_FIELDS}
-    return FitResult.from_dict({
-        "law": row["law"], "method": row["method"], "params": row.get("params") or {},
-        "intervals": row.get("intervals") or {}, "settings": row.get("settings") or {}, "diagnostics": diagnostics,
-        "stderr": kept["stderr"], "objective": kept["objective"], "n_points": kept["n_points"] or 0,
-        "bootstrap_samples": kept["bootstrap_samples"], "derived": kept["derived"], "param_names": kept["param_names"],
-    })
+    return FitResult.from_stored(row)
 
 
 def list_fits(store: Store) -> pd.DataFrame:
@@ -85,11 +73,3 @@ def delete_fit(store: Store, fit_id: int) -> None:
     get_fit(store, fit_id)
     with store.write() as conn:
         conn.execute(sa.delete(schema.fits).where(schema.fits.c.id == int(fit_id)))
-
-
-def _jsonable(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"cannot store {type(obj).__name__} in a fit")

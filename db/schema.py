@@ -10,7 +10,7 @@ from sqlalchemy import (
 )
 
 # Bump when a table or column changes, and add the upgrade step to db.store.MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: stored fits in the typed FitResult layout (budget table, declared diagnostics)
 
 metadata = MetaData()
 

@@ -25,6 +25,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError, StoreError
+from core.fitting.diagnostics import DIAGNOSTICS as FIT_RESULT_METHODS
+from core.fitting.result import upgrade_stored_v2
+from core.jsonable import jsonable
+from core.registry import LAWS
 from db import schema
 from core.runs import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun
 
@@ -423,7 +427,26 @@ def _upgrade_from_1(conn) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_routing_assignments_capture_id")
 
 
-MIGRATIONS = {0: _upgrade_from_0, 1: _upgrade_from_1}
+def _upgrade_from_2(conn) -> None:
+    """Version 2 → 3: stored fits take the typed FitResult layout (core.fitting.result.upgrade_stored_v2):
+    budget quantities ("N_opt@1e+21" keys) become the ``optima`` table, the method's diagnostics move
+    under ``method_diagnostics``. Fits of other kinds (eval fits) keep their layout."""
+    rows = conn.execute(sa.select(schema.fits.c.id, schema.fits.c.law, schema.fits.c.method, schema.fits.c.settings,
+                                  schema.fits.c.intervals, schema.fits.c.diagnostics)).mappings().all()
+    for row in rows:
+        if row["method"] not in FIT_RESULT_METHODS or row["law"] not in LAWS:
+            continue
+        diagnostics = json.loads(row["diagnostics"] or "{}")
+        if "method_diagnostics" in diagnostics:
+            continue
+        intervals, diagnostics = upgrade_stored_v2(json.loads(row["intervals"] or "{}"), diagnostics,
+                                                   json.loads(row["settings"] or "{}"))
+        conn.execute(sa.update(schema.fits).where(schema.fits.c.id == row["id"]).values(
+            intervals=json.dumps(jsonable(intervals), allow_nan=False),
+            diagnostics=json.dumps(jsonable(diagnostics), allow_nan=False)))
+
+
+MIGRATIONS = {0: _upgrade_from_0, 1: _upgrade_from_1, 2: _upgrade_from_2}
 
 
 # -------------------------------------------------------------------- helpers

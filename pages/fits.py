@@ -1,6 +1,6 @@
 """Fits: select runs and a target, fit a scaling law with bootstrap intervals, inspect, back-test,
-compare and export stored fits. The fitting is core/fit.py and core/isoflop.py; the glue to the
-store is db/fit_data.py; this page reads widgets and draws."""
+compare and export stored fits. The laws are core/registry.py, the fitting core/fitting/ and
+core/isoflop.py; the glue to the store is services/fits.py; this page reads widgets and draws."""
 import json
 import warnings
 
@@ -11,23 +11,17 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from core import fit as core_fit
 from core.errors import ScaleScopeError
+from core.fitting.result import FitResult
 from core.isoflop import group_budgets
+from core.laws import compute_optimal_nd
+from core.registry import LAWS
 from services import fits as fit_data
 from services.fits import delete_fit, get_fit, list_fits, load_result
 from pages.common import get_store, progress_bar, user_errors
 from services import runs as runs_service
 
-LAW_LABELS = {
-    "chinchilla": "Chinchilla: L = E + A/N^α + B/D^β (Hoffmann et al. 2022)",
-    "kaplan_n": "Kaplan L(N) = (N_c/N)^α_N (Kaplan et al. 2020)",
-    "kaplan_d": "Kaplan L(D) = (D_c/D)^α_D (Kaplan et al. 2020)",
-    "kaplan_c": "Kaplan L(C) = (C_c/C)^α_C (Kaplan et al. 2020)",
-    "kaplan_nd": "Kaplan L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D (Kaplan et al. 2020)",
-    "power_law_offset": "Power law with offset y = E + A·x^(−α) (Hestness et al. 2017)",
-    "routed": "Routed MoE law log L = a log N + b log Ê + c log N log Ê + d (Clark et al. 2022)",
-}
+LAW_LABELS = {key: law.label for key, law in LAWS.items()}  # the law registry, in its order
 METHOD_LABELS = {
     "approach3": "Approach 3: parametric fit, Huber loss on log L from a grid of starts, bootstrap",
     "approach1": "Approach 1: lowest loss at each FLOP level along the training curves",
@@ -67,7 +61,7 @@ def log_grid(values, pad: float = 1.5, n: int = 80) -> np.ndarray:
     return np.geomspace(v.min() / pad, v.max() * pad, n)
 
 
-def params_table(result: core_fit.FitResult) -> pd.DataFrame:
+def params_table(result: FitResult) -> pd.DataFrame:
     """Parameters and derived quantities, each with its bootstrap standard error and 95% interval."""
     rows = []
     for kind, values in (("parameter", result.params), ("derived", result.derived)):
@@ -80,20 +74,20 @@ def params_table(result: core_fit.FitResult) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"value": float, "stderr": float, "95% low": float, "95% high": float})
 
 
-def budgets_table(result: core_fit.FitResult) -> pd.DataFrame:
+def budgets_table(result: FitResult) -> pd.DataFrame:
     """N*, D* and tokens per parameter at each budget of the fit, with their 95% bootstrap intervals."""
     rows = []
-    for key in [k.split("@", 1)[1] for k in result.derived if k.startswith("N_opt@")]:
-        row = {"budget C (FLOPs)": float(key)}
-        for short, name in (("N*", "N_opt"), ("D*", "D_opt"), ("tokens/param", "tokens_per_param")):
-            lo, hi = result.intervals.get(f"{name}@{key}") or [np.nan, np.nan]
-            row.update({short: result.derived[f"{name}@{key}"], f"{short} 95% low": lo, f"{short} 95% high": hi})
+    for optimum in result.optima:
+        row = {"budget C (FLOPs)": optimum.budget}
+        for short, name in (("N*", "n_params"), ("D*", "tokens"), ("tokens/param", "tokens_per_param")):
+            lo, hi = optimum.interval(name)
+            row.update({short: getattr(optimum, name), f"{short} 95% low": lo, f"{short} 95% high": hi})
         rows.append(row)
     return pd.DataFrame(rows, dtype=float)
 
 
-def kept_mask(result: core_fit.FitResult, n: int) -> np.ndarray:
-    kept = result.diagnostics.get("kept_index")
+def kept_mask(result: FitResult, n: int) -> np.ndarray:
+    kept = getattr(result.diagnostics, "kept_index", None)
     mask = np.zeros(n, dtype=bool)
     if kept is None:
         mask[:] = True
@@ -102,23 +96,19 @@ def kept_mask(result: core_fit.FitResult, n: int) -> np.ndarray:
     return mask
 
 
-def chinchilla_frontier(result: core_fit.FitResult, flops: np.ndarray):
+def chinchilla_frontier(result: FitResult, flops: np.ndarray):
     """L*(C) = L(N*(C), D*(C)) and, from the bootstrap samples, its 2.5–97.5% band (None without samples)."""
-    opt = core_fit.compute_optimal(result.params, flops)
-    n_opt = np.array([opt[f"N_opt@{c:.3g}"] for c in flops], np.float64)
-    d_opt = flops / (6.0 * n_opt)
-    best = core_fit.predict("chinchilla", result.params, {"n_params": n_opt, "tokens": d_opt})
+    p = result.params
+    n_opt, d_opt = compute_optimal_nd(flops, p["A"], p["B"], p["alpha"], p["beta"])
+    best = result.predict({"n_params": n_opt, "tokens": d_opt})
     samples = np.asarray(result.bootstrap_samples, np.float64)
     if samples.shape[0] < 2 or result.method != "approach3":
         return n_opt, d_opt, best, None
-    sp = {k: samples[:, j] for j, k in enumerate(result.param_names)}
-    so = core_fit.compute_optimal(sp, flops)
-    losses = []
-    for c in flops:
-        n = so[f"N_opt@{c:.3g}"]
-        losses.append(sp["E"] + sp["A"] * n ** (-sp["alpha"]) + sp["B"] * (c / (6.0 * n)) ** (-sp["beta"]))
+    sp = {k: samples[:, j][None, :] for j, k in enumerate(result.param_names)}  # (1, B) against budgets (K, 1)
+    n, d = compute_optimal_nd(np.asarray(flops, np.float64)[:, None], sp["A"], sp["B"], sp["alpha"], sp["beta"])
     with np.errstate(all="ignore"):
-        band = np.nanpercentile(np.array(losses), [2.5, 97.5], axis=1)
+        losses = sp["E"] + sp["A"] * n ** (-sp["alpha"]) + sp["B"] * d ** (-sp["beta"])  # (K, B)
+        band = np.nanpercentile(losses, [2.5, 97.5], axis=1)
     return n_opt, d_opt, best, band
 
 
@@ -126,10 +116,11 @@ def chinchilla_frontier(result: core_fit.FitResult, flops: np.ndarray):
 def fig_data_vs_fit(result, data, law_x: str) -> go.Figure:
     fig = go.Figure()
     kept = kept_mask(result, len(data))
-    two_d = result.law in ("chinchilla", "kaplan_nd", "routed")
+    inputs_ = LAWS[result.law].inputs
+    two_d = len(inputs_) >= 2  # N on the x axis, one line per level of the law's second input
     x_name = "n_params" if two_d else law_x
     x = data.column(x_name)
-    color_by = "n_experts" if result.law == "routed" else "tokens"
+    color_by = inputs_[1] if two_d else "tokens"
     fig.add_trace(go.Scatter(
         x=x[kept], y=data.y[kept], mode="markers", name="data",
         marker=dict(color=np.log10(data.column(color_by)[kept]), colorscale=COLORSCALE, size=9,
@@ -138,18 +129,19 @@ def fig_data_vs_fit(result, data, law_x: str) -> go.Figure:
     if (~kept).any():
         fig.add_trace(go.Scatter(x=x[~kept], y=data.y[~kept], mode="markers", name="dropped (highest)",
                                  marker=dict(symbol="x", color="grey", size=9), text=data.run[~kept]))
-    predictable = not (result.law == "chinchilla" and result.method != "approach3")
+    predictable = result.method in ("approach3", "huber_log")  # Approaches 1-2 estimate N*(C), not a law
     if predictable:
         grid = log_grid(x[kept])
         if two_d:
             other = data.column(color_by)[kept]
-            levels = np.unique(other) if result.law == "routed" else np.geomspace(other.min(), other.max(), 5)
+            levels = np.unique(other) if color_by == "n_experts" else np.geomspace(other.min(), other.max(), 5)
+            held = {k: np.full(grid.size, float(np.median(data.column(k)[kept]))) for k in inputs_[2:]}
             for value, color in zip(levels, colors_for(levels)):
-                inputs = {"n_params": grid, ("n_experts" if result.law == "routed" else "tokens"): np.full(grid.size, value)}
+                inputs = {"n_params": grid, color_by: np.full(grid.size, value), **held}
                 fig.add_trace(go.Scatter(x=grid, y=result.predict(inputs), mode="lines", line=dict(color=color),
-                                         name=f"fit at {'E' if result.law == 'routed' else 'D'} = {value:.3g}"))
+                                         name=f"fit at {'E' if color_by == 'n_experts' else 'D'} = {value:.3g}"))
         else:
-            key = "x" if result.law == "power_law_offset" else law_x
+            key = inputs_[0]
             fig.add_trace(go.Scatter(x=grid, y=result.predict({key: grid}), mode="lines", name="fit",
                                      line=dict(color="crimson")))
     fig.update_layout(xaxis_type="log", xaxis_title=AXIS_TITLES.get(x_name, x_name), yaxis_title=data.target.label(),
@@ -164,7 +156,7 @@ def fig_loss_vs_compute(result, data) -> go.Figure:
         marker=dict(color=np.log10(data.n_params), colorscale=COLORSCALE, size=9, colorbar=dict(title="log10 N")),
         hovertemplate="%{text}<br>C=%{x:.3g}<br>y=%{y:.4f}<extra></extra>"))
     grid = log_grid(data.flops, pad=3.0)
-    if result.law == "chinchilla" and result.method == "approach3":
+    if result.method == "approach3":
         _, _, best, band = chinchilla_frontier(result, grid)
         if band is not None:
             fig.add_trace(go.Scatter(x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([band[1], band[0][::-1]]),
@@ -174,14 +166,14 @@ def fig_loss_vs_compute(result, data) -> go.Figure:
                                  line=dict(color="crimson")))
     elif result.method == "approach1":
         d = result.diagnostics
-        fig.add_trace(go.Scatter(x=d["levels"], y=d["loss_min"], mode="lines+markers", name="envelope (Approach 1)",
+        fig.add_trace(go.Scatter(x=d.levels, y=d.loss_min, mode="lines+markers", name="envelope (Approach 1)",
                                  line=dict(color="crimson")))
     elif result.method == "approach2":
-        used = [p for p in result.diagnostics["profiles"] if p["used"]]
+        used = [p for p in result.diagnostics.profiles if p["used"]]
         fig.add_trace(go.Scatter(x=[p["flops"] for p in used], y=[p["loss_opt"] for p in used], mode="lines+markers",
                                  name="IsoFLOP minima (Approach 2)", marker=dict(symbol="star", size=12),
                                  line=dict(color="crimson")))
-    elif result.law == "kaplan_c":
+    elif result.method == "huber_log" and LAWS[result.law].inputs == ("flops",):
         fig.add_trace(go.Scatter(x=grid, y=result.predict({"flops": grid}), mode="lines", name="fit",
                                  line=dict(color="crimson")))
     fig.update_layout(xaxis_type="log", xaxis_title="compute C (FLOPs)", yaxis_title=data.target.label(), height=480,
@@ -192,8 +184,8 @@ def fig_loss_vs_compute(result, data) -> go.Figure:
 def fig_isoflop(result, data) -> go.Figure:
     fig = go.Figure()
     if result.method == "approach2":
-        profiles = result.diagnostics["profiles"]
-        groups = np.asarray(result.diagnostics["budget_of_point"], dtype=int)
+        profiles = result.diagnostics.profiles
+        groups = np.asarray(result.diagnostics.budget_of_point, dtype=int)
         budgets = np.array([p["flops"] for p in profiles])
     else:
         groups = group_budgets(data.flops, sorted(set(data.budget.tolist()))
@@ -219,11 +211,12 @@ def fig_isoflop(result, data) -> go.Figure:
                                          marker=dict(symbol="star", size=15, color=color, line=dict(color="black", width=1)),
                                          name=f"minimum at C ≈ {budget:.3g}" + ("" if p["used"] else " (not used)"),
                                          showlegend=False))
-        elif result.law == "chinchilla" and result.method == "approach3":
+        elif result.method == "approach3":
             curve = result.predict({"n_params": n_grid, "tokens": budget / (6.0 * n_grid)})
             fig.add_trace(go.Scatter(x=n_grid, y=curve, mode="lines", line=dict(color=color), legendgroup=str(g),
                                      showlegend=False, hoverinfo="skip"))
-            n_star = core_fit.compute_optimal(result.params, [budget])[f"N_opt@{budget:.3g}"]
+            p = result.params
+            n_star = float(compute_optimal_nd(budget, p["A"], p["B"], p["alpha"], p["beta"])[0])
             fig.add_trace(go.Scatter(x=[n_star], y=result.predict({"n_params": [n_star], "tokens": [budget / (6 * n_star)]}),
                                      mode="markers", legendgroup=str(g), showlegend=False,
                                      marker=dict(symbol="star", size=15, color=color, line=dict(color="black", width=1))))
@@ -235,7 +228,7 @@ def fig_isoflop(result, data) -> go.Figure:
 def fig_optimal(result, data) -> go.Figure:
     """N*(C) and D*(C): the compute-optimal allocation every Chinchilla method estimates."""
     fig = go.Figure()
-    levels = result.diagnostics.get("levels") if result.method == "approach1" else None
+    levels = result.diagnostics.levels if result.method == "approach1" else None
     grid = log_grid(np.concatenate([data.flops, levels if levels is not None else []]), pad=10.0)
     if result.method == "approach3":
         n_opt, d_opt, _, _ = chinchilla_frontier(result, grid)
@@ -244,9 +237,9 @@ def fig_optimal(result, data) -> go.Figure:
         n_opt, d_opt = p["N_coef"] * grid ** p["a"], p["D_coef"] * grid ** p["b"]
         d = result.diagnostics
         if result.method == "approach1":
-            pts_c, pts_n, pts_d = d["levels"], d["n_opt"], d["tokens_opt"]
+            pts_c, pts_n, pts_d = d.levels, d.n_opt, d.tokens_opt
         else:
-            used = [q for q in d["profiles"] if q["used"]]
+            used = [q for q in d.profiles if q["used"]]
             pts_c, pts_n, pts_d = [q["flops"] for q in used], [q["n_opt"] for q in used], [q["tokens_opt"] for q in used]
         fig.add_trace(go.Scatter(x=pts_c, y=pts_n, mode="markers", name="N_opt per level/budget",
                                  marker=dict(color="royalblue", size=9)))
@@ -263,7 +256,7 @@ def fig_optimal(result, data) -> go.Figure:
 
 def fig_residuals(result, data) -> go.Figure:
     kept = kept_mask(result, len(data))
-    resid = np.asarray(result.diagnostics["residuals"], np.float64)
+    resid = np.asarray(result.diagnostics.residuals, np.float64)
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[AXIS_TITLES[c] for c in ("n_params", "tokens", "flops")])
     for j, col in enumerate(("n_params", "tokens", "flops"), start=1):
@@ -320,11 +313,10 @@ st.caption("Fit a scaling law to stored runs. Every fit is stored with its exact
 c1, c2 = st.columns(2)
 law = c1.selectbox("Law", list(LAW_LABELS), format_func=LAW_LABELS.get, key="fit_law")
 method = c2.selectbox("Method", fit_data.METHODS[law], format_func=METHOD_LABELS.get, key="fit_method")
-if law.startswith("kaplan"):
-    st.caption("Kaplan et al. 2020 count N WITHOUT embeddings: choose the non-embedding parameter count below "
-               "(fill it per run on the Runs page).")
-if law == "routed":
-    st.caption("Clark et al. 2022 use the dense base model's size: choose the active parameter count below.")
+st.caption(f"{LAWS[law].citation}.")
+st.latex(LAWS[law].latex)
+if LAWS[law].data_note:
+    st.caption(LAWS[law].data_note)
 
 # ====================================================================================== data
 with st.expander("Data and target", expanded=True):
@@ -363,16 +355,16 @@ with st.expander("Data and target", expanded=True):
             points_per_run = c3.slider("Points per run (log-spaced in tokens)", 2, 100, 20, key="fit_points_per_run")
     c1, c2 = st.columns(2)
     n_kind = c1.radio("Parameter count N", list(fit_data.N_KINDS), horizontal=True, key="fit_n_kind",
-                      index=2 if law == "routed" else 0,
+                      index=list(fit_data.N_KINDS).index(LAWS[law].n_kind),
                       format_func=lambda k: {"total": "total", "nonembedding": "non-embedding",
                                              "active": "active (MoE)"}[k])
     x_var = "flops"
-    if law == "power_law_offset":
+    if "x" in LAWS[law].inputs:  # a law of one free variable: the user picks it
         x_var = c2.selectbox("Variable x", fit_data.X_CHOICES, format_func=AXIS_TITLES.get, index=2, key="fit_x")
 
 # ====================================================================================== options
 with st.expander("Options", expanded=True):
-    approach3 = law == "chinchilla" and method == "approach3"
+    approach3 = method == "approach3"
     bootstrapped = method in ("approach3", "huber_log")
     c1, c2, c3, c4 = st.columns(4)
     drop_highest = c1.number_input("Drop the k highest-loss points", 0, 1000, 0, key="fit_drop",
@@ -388,7 +380,7 @@ with st.expander("Options", expanded=True):
     fix_ab = c2.checkbox("Fix α = β", key="fit_fix_ab", disabled=not approach3,
                          help="Tie the exponents when there are too few model sizes to separate them.")
     budgets_text = c3.text_input("Budgets for N*, D* (FLOPs)", "1e21, 1e22, 5.76e23, 1e24, 1e25", key="fit_budgets",
-                                 disabled=law != "chinchilla")
+                                 disabled=LAWS[law].closed_form is None)
     fit_name = c4.text_input("Name of the fit (optional)", key="fit_name")
 
 # ====================================================================================== fit
@@ -467,7 +459,7 @@ if len(per_budget):
                  column_config={c: st.column_config.NumberColumn(format="%.3g" if "tokens" in c else
                                                                  "scientific" if c.startswith("budget") else
                                                                  "compact") for c in per_budget.columns})
-summary = result.diagnostics.get("residual_summary") or {}
+summary = getattr(result.diagnostics, "residual_summary", None) or {}
 if summary.get("n"):
     st.caption(f"Residuals (log): RMSE {summary['rmse']:.4f}, mean {summary['mean']:+.4f}, max |r| "
                f"{summary['max_abs']:.4f}, mean |error| {summary['mean_abs_pct']:.2f}%.")
@@ -475,12 +467,12 @@ if summary.get("n"):
 # -------------------------------------------------------------------------------------- plots
 figures = {}
 if data is not None:
-    law_x = selection.get("x", "flops") if result.law == "power_law_offset" else (
-        core_fit.LAWS[result.law].inputs[0] if result.law in core_fit.LAWS else "n_params")
+    law_x = selection.get("x", "flops") if "x" in LAWS[result.law].inputs else (
+        LAWS[result.law].inputs[0] if result.law in LAWS else "n_params")
     names = ["Data vs fit", "Loss vs compute"]
-    if result.law == "chinchilla":
+    if LAWS[result.law].closed_form is not None:  # the law has a compute-optimal N*(C), D*(C) in closed form
         names += ["IsoFLOP", "Compute-optimal N and D"]
-    if "residuals" in result.diagnostics:
+    if result.diagnostics.has_residuals:
         names.append("Residuals")
     if result.method in ("approach3", "huber_log"):
         names.append("Back-test")
@@ -489,7 +481,7 @@ if data is not None:
         with tabs["Data vs fit"]:
             figures["data_vs_fit"] = fig_data_vs_fit(result, data, law_x)
             st.plotly_chart(figures["data_vs_fit"], width="stretch", key="fig_data_vs_fit")
-            if result.law == "chinchilla" and result.method != "approach3":
+            if result.method in ("approach1", "approach2"):
                 st.caption("Approaches 1 and 2 estimate N*(C) and D*(C), not a loss surface: see the IsoFLOP "
                            "and compute-optimal tabs.")
         with tabs["Loss vs compute"]:
@@ -500,7 +492,7 @@ if data is not None:
                 figures["isoflop"] = fig_isoflop(result, data)
                 st.plotly_chart(figures["isoflop"], width="stretch", key="fig_isoflop")
                 if result.method == "approach2":
-                    prof = pd.DataFrame(result.diagnostics["profiles"])
+                    prof = pd.DataFrame(result.diagnostics.profiles)
                     st.caption("Budgets and binning: points grouped by FLOP budget "
                                + ("(the budget each run records)" if settings.get("iso_budgets") else
                                   f"(split where log10 C jumps by more than {settings.get('gap_dex', 0.05)} dex)")
@@ -516,12 +508,12 @@ if data is not None:
                 st.plotly_chart(figures["compute_optimal"], width="stretch", key="fig_compute_optimal")
                 if result.method == "approach1":
                     d = result.diagnostics
-                    st.caption(f"{len(d['levels'])} FLOP levels (log-spaced; bin edges shown below), "
+                    st.caption(f"{len(d.levels)} FLOP levels (log-spaced; bin edges shown below), "
                                "lowest loss among the runs reaching each level.")
-                    st.dataframe(pd.DataFrame({"level": d["levels"], "bin low": d["bin_edges"][:-1],
-                                               "bin high": d["bin_edges"][1:], "winning run": d["run_opt"],
-                                               "N_opt": d["n_opt"], "D_opt": d["tokens_opt"],
-                                               "loss": d["loss_min"], "runs compared": d["n_candidates"]}),
+                    st.dataframe(pd.DataFrame({"level": d.levels, "bin low": d.bin_edges[:-1],
+                                               "bin high": d.bin_edges[1:], "winning run": d.run_opt,
+                                               "N_opt": d.n_opt, "D_opt": d.tokens_opt,
+                                               "loss": d.loss_min, "runs compared": d.n_candidates}),
                                  hide_index=True, key="fit_levels", column_config=SIZE_COLUMNS)
         if "Residuals" in tabs:
             with tabs["Residuals"]:
@@ -603,8 +595,12 @@ if compare:
         stderr = diag.get("stderr") or {}
         col = {name: cell(value, stderr.get(name), 5) for name, value in (r["params"] or {}).items()}
         for name, value in (diag.get("derived") or {}).items():
-            if name not in col and (name in ("a", "b") or name.endswith("@5.76e+23")):
+            if name not in col:
                 col[name] = cell(value, stderr.get(name), 4)
+        for optimum in diag.get("optima") or []:
+            if optimum.get("budget") == 5.76e23:  # Chinchilla's budget
+                col.update({f"{short} at 5.76e+23": cell(optimum.get(name), None, 4)
+                            for short, name in (("N*", "n_params"), ("D*", "tokens"), ("tokens/param", "tokens_per_param"))})
         col["points"] = str(diag.get("n_points", ""))
         col["objective"] = cell(diag.get("objective"), None, 6) or "—"
         columns[all_labels[fid]] = col

@@ -25,10 +25,10 @@ from core.law_choice import (
 from core.accelerators import accelerators, budget_from_accelerators, days_for_flops, dtypes, peak_row
 from core.errors import PlanError
 from core.inference_aware import inference_optimum, inference_optimum_for_model
-from core.laws import ChinchillaParams
 from core.planner import FLOPS_PER_PARAM_TOKEN, chinchilla_frontier, iso_flop_curve, loss_function, moe_optimum
 from core.planner import plan as plan_law
 from core.planner import params_from_fit
+from core.registry import law_of
 from core.presets import list_presets
 from core.reference_models import reference_models
 from services.fits import get_fit, list_fits
@@ -271,7 +271,7 @@ def iso_flop_figure(law, flops, best) -> dict:
 def frontier_points(law_key: str, _law) -> tuple[np.ndarray, np.ndarray]:
     """(N*, D*) over budgets 1e17–1e28 for the frontier line (cached per law: the search is ~0.4 ms a budget)."""
     budgets = np.logspace(17, 28, 45)
-    if isinstance(_law, ChinchillaParams):
+    if law_of(_law).closed_form is not None:  # Hoffmann et al. 2022 eq. (4), vectorised over budgets
         n, d, _ = chinchilla_frontier(budgets, _law)
         return n, d
     plans = []
@@ -507,7 +507,7 @@ def moe_section(choice, flops, experts, fits):
 
 def inference_section(choice, best, inference_tokens):
     st.subheader("Inference-aware plan (Sardana & Frankle 2023)")
-    if not isinstance(choice.params, ChinchillaParams):
+    if law_of(choice.params).key != "chinchilla":
         st.info("The inference-aware optimum needs a Chinchilla law (E, A, B, α, β); pick one above.")
         return None
     targets = {"budget": f"the loss of this budget's compute-optimal model ({best.loss:.4f})",

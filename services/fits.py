@@ -1,4 +1,4 @@
-"""From stored runs to the arrays a fit needs, and back: the glue between the store and core/fit.
+"""From stored runs to the arrays a fit needs, and back: the glue between the store and core/fitting.
 
 - ``select_runs``: which runs (explicit names, a name/tag filter, tags), in the store's order.
 - ``load_fit_data``: one point per run (final value, value at a step, an eval metric) or several
@@ -10,7 +10,7 @@
 
 The selection is recorded as JSON with each fit (``FitData.selection``): the resolved run names in
 order, the filter that produced them, the target, the size column and the weighting. That, with
-the settings core/fit records (grid, seed, bootstrap count, drops), reproduces the fit exactly.
+the settings core/fitting records (grid, seed, bootstrap count, drops), reproduces the fit exactly.
 """
 from __future__ import annotations
 
@@ -23,8 +23,15 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from core import fit as core_fit
+from core import isoflop
 from core.errors import InputError
+from core.fitting.backtest import backtest, backtest_law
+from core.fitting.chinchilla import Approach3Settings, fit_chinchilla
+from core.fitting.diagnostics import diagnostics_from_dict
+from core.fitting.generic import fit_law
+from core.fitting.inputs import weights_by_run
+from core.fitting.result import BudgetOptimum, FitResult
+from core.registry import LAWS, get_law
 from core.progress import ProgressFn
 from db.fits import delete_fit, get_fit, list_fits, load_result, save_result
 from db.store import Store
@@ -38,10 +45,7 @@ TARGET_KINDS = {
 # Which runs column stands for N. Kaplan et al. 2020 fit the NON-embedding count.
 N_KINDS = {"total": "n_params", "nonembedding": "n_nonembedding_params", "active": "n_active_params"}
 X_CHOICES = ("n_params", "tokens", "flops")  # the single variable of power_law_offset
-METHODS = {
-    "chinchilla": ("approach3", "approach1", "approach2"),
-    **{law: ("huber_log",) for law in core_fit.LAWS},
-}
+METHODS = {key: law.methods for key, law in LAWS.items()}  # the default method first (core/registry.py)
 # Named start grids for Approach 3. "full" is the published 4,500-point grid (Besiroglu et al. 2024);
 # "coarse" keeps each axis' ends and middle (3⁵ = 243 starts); "quick" is 32 starts around typical
 # LLM values, for a first look and for tests. The best objective over the grid wins either way.
@@ -109,34 +113,33 @@ class FitData:
     n_kind: str  # key of N_KINDS
     selection: dict  # JSON: what reproduces these points (see module docstring)
     budget: Optional[np.ndarray] = None  # (n,) the IsoFLOP budget a run was planned at, when it says
+    unique_tokens: Optional[np.ndarray] = None  # (n,) distinct tokens U_D of a run's data (config 'unique_tokens')
     curves: Optional[pd.DataFrame] = field(default=None, repr=False)  # full curves (Approach 1), loaded on demand
 
     def __len__(self) -> int:
         return int(self.y.size)
 
     def column(self, name: str) -> np.ndarray:
+        if name == "unique_tokens":
+            return self.unique_tokens if self.unique_tokens is not None else np.full(len(self), np.nan)
         return {"n_params": self.n_params, "tokens": self.tokens, "flops": self.flops,
                 "n_experts": self.n_experts}[name]
 
     def inputs(self, law: str, x: str = "flops") -> dict:
-        """The law's input arrays (core.fit names), refusing points where one is unknown."""
-        if law == "chinchilla":
-            names = {"n_params": "n_params", "tokens": "tokens"}
-        elif law == "power_law_offset":
-            if x not in X_CHOICES:
-                raise InputError(f"unknown x {x!r} for the power law: choose one of {', '.join(X_CHOICES)}")
-            names = {"x": x}
-        elif law in core_fit.LAWS:
-            names = {k: k for k in core_fit.LAWS[law].inputs}
-        else:
-            raise InputError(f"unknown law {law!r}: choose one of {', '.join(core_fit.LAW_NAMES)}")
+        """The law's input arrays (core.registry input names), refusing points where one is unknown.
+        A law's free variable "x" (power_law_offset) is the column ``x``."""
+        entry = get_law(law, InputError)
+        if "x" in entry.inputs and x not in X_CHOICES:
+            raise InputError(f"unknown x {x!r} for the power law: choose one of {', '.join(X_CHOICES)}")
+        names = {k: (x if k == "x" else k) for k in entry.inputs}
         out = {}
         for key, col in names.items():
             values = self.column(col)
             missing = ~np.isfinite(values)
             if missing.any():
                 who = sorted(set(self.run[missing].tolist()))
-                what = f"{self.n_kind} parameter count" if col == "n_params" else col
+                what = {"n_params": f"{self.n_kind} parameter count",
+                        "unique_tokens": "unique-token count (config 'unique_tokens')"}.get(col, col)
                 raise InputError(f"{len(who)} selected run(s) have no {what}: {', '.join(who[:5])}"
                                  f"{' …' if len(who) > 5 else ''}; fill the sizes on the Runs page or deselect them")
             out[key] = values
@@ -203,7 +206,8 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _sizes(runs: pd.DataFrame, n_kind: str) -> pd.DataFrame:
-    """Per run: N of the chosen kind, experts (1 for dense), planned budget (config 'budget_flops')."""
+    """Per run: N of the chosen kind, experts (1 for dense), planned budget (config 'budget_flops') and
+    unique tokens of its data (config 'unique_tokens', Muennighoff et al. 2023's U_D)."""
     if n_kind not in N_KINDS:
         raise InputError(f"unknown parameter count {n_kind!r}: choose one of {', '.join(N_KINDS)}")
     out = pd.DataFrame({"run": runs["name"].to_numpy()})
@@ -217,13 +221,14 @@ def _sizes(runs: pd.DataFrame, n_kind: str) -> pd.DataFrame:
     out["run_flops"] = _num(runs, "flops")
     out["n_active"] = np.where(np.isfinite(_num(runs, "n_active_params")), _num(runs, "n_active_params"),
                                _num(runs, "n_params"))
-    out["budget"] = [_budget(c) for c in runs["config"]]
+    out["budget"] = [_config_number(c, "budget_flops") for c in runs["config"]]
+    out["unique_tokens"] = [_config_number(c, "unique_tokens") for c in runs["config"]]
     return out.set_index("run")
 
 
-def _budget(config_json) -> float:
+def _config_number(config_json, key: str) -> float:
     try:
-        value = (json.loads(config_json or "{}") or {}).get("budget_flops")
+        value = (json.loads(config_json or "{}") or {}).get(key)
         return float(value) if value is not None else np.nan
     except (TypeError, ValueError):
         return np.nan
@@ -283,7 +288,8 @@ def load_fit_data(store: Store, runs: Sequence[str], target: Target = Target(), 
     return FitData(run=points["run"].to_numpy(dtype=object), n_params=s["n"].to_numpy(np.float64),
                    tokens=points["tokens"].to_numpy(np.float64), flops=points["flops"].to_numpy(np.float64),
                    n_experts=s["n_experts"].to_numpy(np.float64), y=points["y"].to_numpy(np.float64),
-                   target=target, n_kind=n_kind, selection=selection, budget=s["budget"].to_numpy(np.float64))
+                   target=target, n_kind=n_kind, selection=selection, budget=s["budget"].to_numpy(np.float64),
+                   unique_tokens=s["unique_tokens"].to_numpy(np.float64))
 
 
 def load_curves(store: Store, data: FitData, max_points: int = 200) -> pd.DataFrame:
@@ -345,7 +351,7 @@ def _data_from_points(selection: Mapping) -> FitData:
     return FitData(run=np.array(selection["runs"], dtype=object), n_params=arr["n_params"], tokens=arr["tokens"],
                    flops=flops, n_experts=arr.get("n_experts", np.ones_like(arr["y"])), y=arr["y"],
                    target=Target.from_dict(selection.get("target", {})), n_kind=selection.get("n_kind", "total"),
-                   selection=dict(selection))
+                   selection=dict(selection), unique_tokens=arr.get("unique_tokens"))
 
 
 # ============================================================================================
@@ -362,17 +368,17 @@ class FitOptions:
     seed: int = 0  # seeds the resampling
     fix_alpha_eq_beta: bool = False  # Chinchilla: tie α = β (few sizes)
     grid: str = "full"  # key of START_GRIDS (Approach 3)
-    budgets: tuple = core_fit.Approach3Settings.budgets  # FLOPs for N*, D*, tokens/param
+    budgets: tuple = Approach3Settings.budgets  # FLOPs for N*, D*, tokens/param
     x: str = "flops"  # power_law_offset's variable
     delta: float = 1e-3  # Huber δ
 
-    def settings(self) -> core_fit.Approach3Settings:
+    def settings(self) -> Approach3Settings:
         if self.grid not in START_GRIDS:
             raise InputError(f"unknown start grid {self.grid!r}: choose one of {', '.join(START_GRIDS)}")
-        return core_fit.Approach3Settings(delta=self.delta, n_bootstrap=int(self.n_bootstrap), seed=int(self.seed),
-                                          drop_highest=int(self.drop_highest),
-                                          fix_alpha_eq_beta=bool(self.fix_alpha_eq_beta),
-                                          budgets=tuple(float(b) for b in self.budgets), **START_GRIDS[self.grid])
+        return Approach3Settings(delta=self.delta, n_bootstrap=int(self.n_bootstrap), seed=int(self.seed),
+                                 drop_highest=int(self.drop_highest),
+                                 fix_alpha_eq_beta=bool(self.fix_alpha_eq_beta),
+                                 budgets=tuple(float(b) for b in self.budgets), **START_GRIDS[self.grid])
 
 
 def parse_budgets(text: str) -> tuple:
@@ -395,12 +401,12 @@ def check_method(law: str, method: str) -> None:
 
 
 def weights_for(data: FitData) -> Optional[np.ndarray]:
-    """Equal total weight per run (core.fit.weights_by_run) when the selection asks for it."""
-    return core_fit.weights_by_run(data.run) if data.selection.get("weight_by_run") else None
+    """Equal total weight per run (core.fitting.inputs.weights_by_run) when the selection asks for it."""
+    return weights_by_run(data.run) if data.selection.get("weight_by_run") else None
 
 
 def run_fit(data: FitData, options: FitOptions, *, progress: Optional[ProgressFn] = None,
-            store: Optional[Store] = None, settings: Optional[Mapping] = None) -> core_fit.FitResult:
+            store: Optional[Store] = None, settings: Optional[Mapping] = None) -> FitResult:
     """Fit ``options.law`` by ``options.method`` to ``data``; raises FitError / InputError on bad input.
 
     ``settings`` (a stored fit's) replaces the ones built from ``options`` (``refit`` uses it).
@@ -409,22 +415,22 @@ def run_fit(data: FitData, options: FitOptions, *, progress: Optional[ProgressFn
     law, method = options.law, options.method
     check_method(law, method)
     weights = weights_for(data)
-    if law == "chinchilla" and method == "approach3":
-        s = core_fit.Approach3Settings.from_dict(settings) if settings else options.settings()
+    if method == "approach3":
+        s = Approach3Settings.from_dict(settings) if settings else options.settings()
         inputs = data.inputs(law)
-        return core_fit.fit_chinchilla(inputs["n_params"], inputs["tokens"], data.y, s, weights=weights,
-                                       progress=progress)
-    if law == "chinchilla":
+        return fit_chinchilla(inputs["n_params"], inputs["tokens"], data.y, s, weights=weights,
+                              progress=progress)
+    if method in ISOFLOP_DEFAULTS:  # Approaches 1 and 2
         return _run_isoflop(data, options, method, progress=progress, store=store, settings=settings)
     inputs = data.inputs(law, options.x)
     if settings:
         starts = settings.get("starts")
-        return core_fit.fit_law(law, inputs, data.y, weights=weights, drop_highest=int(settings.get("drop_highest", 0)),
-                                n_bootstrap=int(settings.get("n_bootstrap", 0)), seed=int(settings.get("seed", 0)),
-                                delta=float(settings.get("delta", 1e-3)),
-                                starts=None if starts is None else np.asarray(starts, np.float64), progress=progress)
-    return core_fit.fit_law(law, inputs, data.y, weights=weights, drop_highest=options.drop_highest,
-                            n_bootstrap=options.n_bootstrap, seed=options.seed, delta=options.delta, progress=progress)
+        return fit_law(law, inputs, data.y, weights=weights, drop_highest=int(settings.get("drop_highest", 0)),
+                       n_bootstrap=int(settings.get("n_bootstrap", 0)), seed=int(settings.get("seed", 0)),
+                       delta=float(settings.get("delta", 1e-3)),
+                       starts=None if starts is None else np.asarray(starts, np.float64), progress=progress)
+    return fit_law(law, inputs, data.y, weights=weights, drop_highest=options.drop_highest,
+                   n_bootstrap=options.n_bootstrap, seed=options.seed, delta=options.delta, progress=progress)
 
 
 ISOFLOP_DEFAULTS = {
@@ -440,8 +446,6 @@ def _run_isoflop(data: FitData, options: FitOptions, method: str, *, progress, s
     Student-t intervals from the least-squares standard errors of the exponents (no bootstrap).
     """
     from scipy import stats
-
-    from core import isoflop
 
     s = dict(ISOFLOP_DEFAULTS[method])
     s["budgets"] = [float(b) for b in options.budgets]
@@ -480,54 +484,50 @@ def _run_isoflop(data: FitData, options: FitOptions, method: str, *, progress, s
         t = stats.t.ppf(0.975, law.n_points - 2) if law.n_points > 2 else np.nan
         intervals[name] = [float(law.exponent - t * law.stderr), float(law.exponent + t * law.stderr)]
     derived = {"a": raw.a, "b": raw.b}
+    optima = []
     for c in s["budgets"]:
-        key = f"{c:.3g}"
         n_opt, d_opt = float(raw.n_params_law(c)), float(raw.tokens_law(c))
-        derived.update({f"N_opt@{key}": n_opt, f"D_opt@{key}": d_opt, f"tokens_per_param@{key}": d_opt / n_opt})
-    diagnostics = raw.to_dict()
-    diagnostics["warnings"] = list(raw.warnings)
-    return core_fit.FitResult(law="chinchilla", method=method, params=params, stderr=stderr, intervals=intervals,
-                              objective=float("nan"), n_points=n_points, settings=s, diagnostics=diagnostics,
-                              bootstrap_samples=np.empty((0, 4)), derived=derived,
-                              param_names=("a", "b", "N_coef", "D_coef"))
+        optima.append(BudgetOptimum(budget=float(c), n_params=n_opt, tokens=d_opt, tokens_per_param=d_opt / n_opt))
+    diagnostics = diagnostics_from_dict(method, {**raw.to_dict(), "warnings": list(raw.warnings)})
+    return FitResult(law="chinchilla", method=method, params=params, stderr=stderr, intervals=intervals,
+                     objective=float("nan"), n_points=n_points, settings=s, diagnostics=diagnostics,
+                     bootstrap_samples=np.empty((0, 4)), derived=derived, optima=optima,
+                     param_names=("a", "b", "N_coef", "D_coef"))
 
 
 # ============================================================================================
 # Back-testing a stored fit
 # ============================================================================================
-def kept_points(data: FitData, result: core_fit.FitResult) -> FitData:
+def kept_points(data: FitData, result: FitResult) -> FitData:
     """The points the fit used (those left after dropping the k highest)."""
-    kept = result.diagnostics.get("kept_index")
+    kept = getattr(result.diagnostics, "kept_index", None)
     idx = np.arange(len(data)) if kept is None else np.asarray(kept, dtype=int)
     return FitData(run=data.run[idx], n_params=data.n_params[idx], tokens=data.tokens[idx], flops=data.flops[idx],
                    n_experts=data.n_experts[idx], y=data.y[idx], target=data.target, n_kind=data.n_kind,
-                   selection=data.selection, budget=None if data.budget is None else data.budget[idx])
+                   selection=data.selection, budget=None if data.budget is None else data.budget[idx],
+                   unique_tokens=None if data.unique_tokens is None else data.unique_tokens[idx])
 
 
 def compute_levels(flops) -> np.ndarray:
     """Distinct compute levels: FLOPs within 0.05 dex of each other are one level (an IsoFLOP budget);
     each level is its smallest FLOP count, so a threshold at a level holds the whole level out."""
-    from core.isoflop import group_budgets
-
     flops = np.asarray(flops, np.float64)
-    groups = group_budgets(flops)
+    groups = isoflop.group_budgets(flops)
     return np.array(sorted(float(flops[groups == g].min()) for g in np.unique(groups)))
 
 
-def backtest_fit(data: FitData, result: core_fit.FitResult, threshold: float, *,
+def backtest_fit(data: FitData, result: FitResult, threshold: float, *,
                  progress: Optional[ProgressFn] = None):
     """Refit the stored fit's law and settings (no bootstrap) on its points with C < threshold and
-    predict those with C ≥ threshold (core.backtest). Returns (BacktestResult, the points used)."""
-    from core.backtest import backtest, backtest_law
-
+    predict those with C ≥ threshold (core.fitting.backtest). Returns (BacktestResult, the points used)."""
     points = kept_points(data, result)
     weights = weights_for(points)
     settings = dict(result.settings)
-    if result.law == "chinchilla" and result.method == "approach3":
-        s = core_fit.Approach3Settings.from_dict({**settings, "n_bootstrap": 0, "drop_highest": 0})
+    if result.method == "approach3":
+        s = Approach3Settings.from_dict({**settings, "n_bootstrap": 0, "drop_highest": 0})
         bt = backtest(points.n_params, points.tokens, points.y, float(threshold), flops=points.flops, settings=s,
                       weights=weights, progress=progress)
-    elif result.law in core_fit.LAWS:
+    elif result.method == "huber_log" and result.law in LAWS:
         inputs = points.inputs(result.law, data.selection.get("x", "flops"))
         bt = backtest_law(result.law, inputs, points.y, points.flops, float(threshold), weights=weights,
                           n_bootstrap=0, delta=float(settings.get("delta", 1e-3)), progress=progress)
@@ -546,7 +546,7 @@ def fit_and_save(store: Store, data: FitData, options: FitOptions, *, name: Opti
 
     result = run_fit(data, options, progress=progress, store=store)
     selection = dict(data.selection)
-    if options.law == "power_law_offset":
+    if "x" in get_law(options.law, InputError).inputs:
         selection["x"] = options.x
     fit_id = save_result(store, result, selection=selection, target=data.target.label(), name=name)
     return fit_id, result
@@ -564,7 +564,7 @@ def data_for_selection(store: Optional[Store], selection: Mapping) -> FitData:
                          selection.get("n_kind", "total"), bool(selection.get("weight_by_run")), extra)
 
 
-def refit(store: Store, fit_id: int, *, progress: Optional[ProgressFn] = None) -> core_fit.FitResult:
+def refit(store: Store, fit_id: int, *, progress: Optional[ProgressFn] = None) -> FitResult:
     """Re-run stored fit ``fit_id`` from its recorded selection and settings (nothing is stored).
 
     The same runs, target, size column, weights, start grid, seed and bootstrap count give the same

@@ -1,4 +1,4 @@
-"""core/fit.py and core/backtest.py: recovery of known laws, agreement with scipy, the published
+"""core/fitting/ and core/registry.py: recovery of known laws, agreement with scipy, the published
 Chinchilla replication, bootstrap behaviour, options, bad input and back-tests."""
 import json
 import math
@@ -7,22 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.backtest import backtest, backtest_law, residual_diagnostics
 from core.errors import Cancelled, FitError
-from core.fit import (
-    LAW_NAMES,
+from core.fitting.backtest import backtest, backtest_law
+from core.fitting.chinchilla import (
     Approach3Settings,
     ChinchillaObjective,
-    FitResult,
-    NewtonOptions,
-    batched_newton,
     chinchilla_objective,
-    compute_optimal,
     fit_chinchilla,
-    fit_law,
     scipy_reference_fit,
-    weights_by_run,
 )
+from core.fitting.diagnostics import residual_diagnostics
+from core.fitting.generic import fit_law
+from core.fitting.inputs import weights_by_run
+from core.fitting.result import FitResult, chinchilla_optima, exponents
+from core.fitting.solver import NewtonOptions, batched_newton
+from core.registry import LAW_NAMES
 from core.laws import (
     BESIROGLU_2024,
     KAPLAN_2020,
@@ -91,13 +90,16 @@ def test_noisy_data_recovers_the_law_within_its_bootstrap_intervals():
 
 def test_derived_quantities_match_the_closed_form():
     budgets = (1e21, 5.76e23)
-    derived = compute_optimal({k: getattr(BESIROGLU_2024, k) for k in ("A", "B", "alpha", "beta")}, budgets)
+    params = {k: getattr(BESIROGLU_2024, k) for k in ("A", "B", "alpha", "beta")}
+    derived = exponents(params)
+    optima = chinchilla_optima(params, budgets)
     n_opt, d_opt = chinchilla_optimal(np.array(budgets), BESIROGLU_2024)
     assert derived["a"] == pytest.approx(BESIROGLU_2024.a)
     assert derived["b"] == pytest.approx(BESIROGLU_2024.b)
-    assert derived["N_opt@5.76e+23"] == pytest.approx(n_opt[1], rel=1e-12)
-    assert derived["D_opt@1e+21"] == pytest.approx(d_opt[0], rel=1e-12)
-    assert derived["tokens_per_param@1e+21"] == pytest.approx(d_opt[0] / n_opt[0], rel=1e-12)
+    assert [row.budget for row in optima] == list(budgets)
+    assert optima[1].n_params == pytest.approx(n_opt[1], rel=1e-12)
+    assert optima[0].tokens == pytest.approx(d_opt[0], rel=1e-12)
+    assert optima[0].tokens_per_param == pytest.approx(d_opt[0] / n_opt[0], rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ def test_epoch_chinchilla_data_reproduces_besiroglu_estimates(epoch_points):
     assert not (r.intervals["beta"][0] <= 0.28 <= r.intervals["beta"][1])
     assert r.objective == pytest.approx(1.0182740178e-3, rel=1e-8)
     assert r.warnings == []
-    assert sorted(r.diagnostics["dropped_index"].tolist()) == sorted(np.argsort(loss)[-5:].tolist())
+    assert sorted(r.diagnostics.dropped_index.tolist()) == sorted(np.argsort(loss)[-5:].tolist())
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,9 +177,15 @@ def test_bootstrap_is_reproducible_and_serialises():
     np.testing.assert_array_equal(back.bootstrap_samples, r1.bootstrap_samples)
     assert back.settings["seed"] == 11 and back.settings["n_bootstrap"] == 40
     assert Approach3Settings.from_dict(back.settings) == s
-    for name in ("E", "A", "B", "alpha", "beta", "a", "b", "N_opt@1e+21", "tokens_per_param@5.76e+23"):
+    for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
         low, high = r1.intervals[name]
         assert low <= high
+    for row, budget in ((r1.optimum_at(1e21), 1e21), (r1.optimum_at(5.76e23), 5.76e23)):
+        assert row.budget == budget
+        for quantity in ("n_params", "tokens", "tokens_per_param"):
+            low, high = row.interval(quantity)
+            assert low <= high
+    assert [row.to_dict() for row in back.optima] == [row.to_dict() for row in r1.optima]
     assert back.chinchilla_params().alpha == r1.params["alpha"]
     np.testing.assert_allclose(back.predict({"n_params": n, "tokens": d}), chinchilla_loss(n, d, back.chinchilla_params()))
 
@@ -214,7 +222,7 @@ def test_fix_alpha_equal_beta_and_drop_highest():
     assert r.params["alpha"] == r.params["beta"]
     assert np.all(r.bootstrap_samples[:, 3] == r.bootstrap_samples[:, 4])
     assert r.n_points == n.size - 3
-    assert sorted(r.diagnostics["dropped_index"].tolist()) == sorted(np.argsort(loss)[-3:].tolist())
+    assert sorted(r.diagnostics.dropped_index.tolist()) == sorted(np.argsort(loss)[-3:].tolist())
     assert r.settings["fix_alpha_eq_beta"] is True
 
 
@@ -306,7 +314,7 @@ def test_other_laws_recover_known_parameters():
 
 
 # --------------------------------------------------------------------------------------------
-# Back-test and residual diagnostics (core/backtest.py)
+# Back-test and residual diagnostics (core/fitting/backtest.py, core/fitting/diagnostics.py)
 # --------------------------------------------------------------------------------------------
 def test_backtest_on_a_known_law_predicts_the_held_out_runs():
     n, d, loss = _sweep(noise=0.002, seed=7)

@@ -63,7 +63,10 @@ def test_approach3_fit_table_plots_backtest_export_compare(page_store):
     budgets = at.dataframe[1].value.set_index("budget C (FLOPs)")
     assert budgets.index.tolist() == [1e21, 1e22, 5.76e23, 1e24, 1e25]
     chinchilla = budgets.loc[5.76e23]
-    assert chinchilla["N*"] == pytest.approx(stored["diagnostics"]["derived"]["N_opt@5.76e+23"])
+    stored_row = next(r for r in stored["diagnostics"]["optima"] if r["budget"] == 5.76e23)
+    assert chinchilla["N*"] == pytest.approx(stored_row["n_params"])
+    assert (chinchilla["N* 95% low"], chinchilla["N* 95% high"]) == pytest.approx(
+        (stored_row["n_params_lo"], stored_row["n_params_hi"]))
     assert chinchilla["N* 95% low"] < chinchilla["N*"] < chinchilla["N* 95% high"]
     assert chinchilla["tokens/param"] == pytest.approx(chinchilla["D*"] / chinchilla["N*"])
     assert len(stored["diagnostics"]["bootstrap_samples"]) == 50 and stored["settings"]["n_starts"] == 32

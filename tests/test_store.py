@@ -231,7 +231,7 @@ def test_version_1_file_loses_its_bulk_indexes_and_keeps_its_data(tmp_path):
         conn.execute(sa.update(schema.schema_info).values(version=1))
     s.close()
     s = Store(f"duckdb:///{path}")
-    assert s.schema_version() == schema.SCHEMA_VERSION == 2
+    assert s.schema_version() == schema.SCHEMA_VERSION == 3
     with s.read() as conn:
         names = [r[0] for r in conn.exec_driver_sql("SELECT index_name FROM duckdb_indexes()").fetchall()]
     assert "ix_metrics_run_id" not in names
@@ -251,7 +251,7 @@ def test_seed_synthetic_on_request(tmp_path, monkeypatch):
 
 def test_bundled_probe_sweep_fits_with_sensible_exponents(tmp_path, monkeypatch):
     """The demo that first start seeds (runs ScaleScope trained itself) gives a sensible law."""
-    from core.fit import Approach3Settings, fit_chinchilla
+    from core.fitting.chinchilla import Approach3Settings, fit_chinchilla
 
     demo = probe_demo()
     if demo is None:

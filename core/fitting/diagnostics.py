@@ -1,24 +1,21 @@
-"""Checking a fitted law: back-tests, residual diagnostics and the warnings a fit carries.
+"""What a fit reports besides its parameters: residual diagnostics, plain-language warnings, and the
+declared shape of each method's diagnostics (one dataclass per method, ``DIAGNOSTICS``).
 
-- ``backtest(...)`` / ``backtest_law(...)``: fit on the runs below a compute threshold, predict the
-  runs above it, report the errors (RMSE of log loss, mean / max absolute percentage error, bias).
-  Extrapolating to larger compute is what a scaling law is for, so this is its honest test.
 - ``residual_diagnostics(residuals, covariates)``: size and structure of log-space residuals
   (a trend against log N, log D or log C means the law's form is wrong, not just noisy).
 - ``fit_warnings(...)``: a parameter on a bound or outside the start grid, a term the data cannot
-  identify, too few distinct model sizes. core/fit.py calls it for every fit.
-
-This module imports core.fit lazily (inside the back-test functions) because core.fit imports the
-diagnostics from here.
+  identify, too few distinct model sizes. Every fit calls it.
+- ``Approach3Diagnostics``, ``HuberDiagnostics``, ``Approach1Diagnostics``, ``Approach2Diagnostics``:
+  ``FitResult.diagnostics`` for methods approach3, huber_log, approach1, approach2.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from core.errors import FitError
+from core.jsonable import jsonable
 
 
 # ============================================================================================
@@ -122,94 +119,108 @@ def fit_warnings(*, theta, theta_names: Sequence[str], grid_low=None, grid_high=
 
 
 # ============================================================================================
-# Back-tests
+# The declared diagnostics of each method
 # ============================================================================================
-@dataclass
-class BacktestResult:
-    """Fit below a compute threshold, predict above it."""
+class _Diagnostics:
+    """Common behaviour: ``to_dict`` (JSON) and ``from_dict`` (arrays back to numpy, unknown keys dropped)."""
 
-    threshold: float  # compute (FLOPs unless the caller chose another axis) separating train from test
-    n_train: int
-    n_test: int
-    fit: object  # core.fit.FitResult on the training points
-    test_index: np.ndarray  # (n_test,) indices into the input arrays
-    observed: np.ndarray  # (n_test,) losses above the threshold
-    predicted: np.ndarray  # (n_test,) the law's predictions there
-    rmse_log: float  # sqrt(mean((log L̂ − log L)²)) on the test points
-    mape_pct: float  # mean |L̂/L − 1| in percent
-    max_ape_pct: float  # worst |L̂/L − 1| in percent
-    bias_log: float  # mean(log L̂ − log L): > 0 means the law over-predicts the loss at scale
-    train_residuals: dict = field(default_factory=dict)  # residual_diagnostics on the training points
-    test_residuals: dict = field(default_factory=dict)  # residual_diagnostics on the test points
+    ARRAYS: tuple = ()  # fields stored as JSON lists and given back as float arrays
+    INDEX_ARRAYS: tuple = ()  # fields given back as integer arrays
 
     def to_dict(self) -> dict:
-        from core.fit import _jsonable
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
-        return _jsonable({
-            "threshold": self.threshold, "n_train": self.n_train, "n_test": self.n_test,
-            "fit": self.fit.to_dict(), "test_index": self.test_index, "observed": self.observed,
-            "predicted": self.predicted, "rmse_log": self.rmse_log, "mape_pct": self.mape_pct,
-            "max_ape_pct": self.max_ape_pct, "bias_log": self.bias_log,
-            "train_residuals": self.train_residuals, "test_residuals": self.test_residuals,
-        })
+    @classmethod
+    def from_dict(cls, d: Optional[Mapping]):
+        d = dict(d or {})
+        kw = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name in cls.ARRAYS and v is not None:
+                v = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
+            elif f.name in cls.INDEX_ARRAYS and v is not None:
+                v = np.asarray(v, dtype=np.int64)
+            kw[f.name] = v
+        return cls(**kw)
 
-
-def _split(compute: np.ndarray, threshold: float):
-    if not np.isfinite(compute).all() or (compute <= 0).any():
-        raise FitError("compute must be positive and finite for every point: fix the flops column")
-    train = np.flatnonzero(compute < threshold)
-    test = np.flatnonzero(compute >= threshold)
-    if test.size == 0:
-        raise FitError(f"no point has compute ≥ {threshold:.3g}: lower the threshold so some runs are held out")
-    if train.size == 0:
-        raise FitError(f"no point has compute < {threshold:.3g}: raise the threshold so some runs are fitted")
-    return train, test
-
-
-def _score(fit, inputs_test, y_test, threshold, train, test, covariates_test) -> BacktestResult:
-    pred = np.asarray(fit.predict(inputs_test), np.float64)
-    r = np.log(pred) - np.log(y_test)
-    ape = np.abs(pred / y_test - 1.0) * 100.0
-    return BacktestResult(
-        threshold=float(threshold), n_train=int(train.size), n_test=int(test.size), fit=fit, test_index=test,
-        observed=y_test, predicted=pred, rmse_log=float(np.sqrt(np.mean(r * r))), mape_pct=float(ape.mean()),
-        max_ape_pct=float(ape.max()), bias_log=float(r.mean()),
-        train_residuals=fit.diagnostics.get("residual_summary", {}),
-        test_residuals=residual_diagnostics(r, covariates_test),
-    )
+    @property
+    def has_residuals(self) -> bool:
+        return getattr(self, "residuals", None) is not None
 
 
-def backtest(n_params, tokens, loss, threshold: float, *, flops=None, settings=None, weights=None,
-             progress=None) -> BacktestResult:
-    """Approach 3 back-test: fit the Chinchilla law on runs with C < threshold, predict C ≥ threshold.
+@dataclass
+class _PointDiagnostics(_Diagnostics):
+    """Shared by the parametric fits (Approach 3, Huber in log space): per-point results."""
 
-    ``flops`` defaults to 6·N·D. ``settings`` is an ``Approach3Settings`` (drop_highest applies to
-    the training points only). Raises ``FitError`` when either side is empty or too small to fit.
-    """
-    from core.fit import fit_chinchilla
+    residuals: Optional[np.ndarray] = None  # (n_kept,) log ŷ − log y at the optimum
+    fitted: Optional[np.ndarray] = None  # (n_kept,) ŷ at the points used
+    kept_index: Optional[np.ndarray] = None  # indices of the input points used (after drop-highest)
+    dropped_index: Optional[np.ndarray] = None  # indices dropped as the k highest
+    residual_summary: dict = field(default_factory=dict)  # residual_diagnostics on the points used
+    warnings: list = field(default_factory=list)  # plain-language warnings (fit_warnings)
+    optimizer: dict = field(default_factory=dict)  # solver statistics: starts, convergence, best start, θ
+    bootstrap: dict = field(default_factory=dict)  # {"n": resamples, "n_max_iter": refits at the iteration cap}
 
-    n = np.asarray(n_params, np.float64).reshape(-1)
-    d = np.asarray(tokens, np.float64).reshape(-1)
-    y = np.asarray(loss, np.float64).reshape(-1)
-    c = 6.0 * n * d if flops is None else np.asarray(flops, np.float64).reshape(-1)
-    train, test = _split(c, threshold)
-    w = None if weights is None else np.asarray(weights, np.float64)[train]
-    fit = fit_chinchilla(n[train], d[train], y[train], settings, weights=w, progress=progress)
-    return _score(fit, {"n_params": n[test], "tokens": d[test]}, y[test], threshold, train, test,
-                  {"n_params": n[test], "tokens": d[test], "flops": c[test]})
+    ARRAYS = ("residuals", "fitted")
+    INDEX_ARRAYS = ("kept_index", "dropped_index")
 
 
-def backtest_law(law: str, inputs: Mapping[str, np.ndarray], y, compute, threshold: float, **fit_kwargs) -> BacktestResult:
-    """The same back-test for any law of core.fit.LAW_NAMES; ``compute`` is the axis to split on."""
-    from core.fit import fit_law
+@dataclass
+class Approach3Diagnostics(_PointDiagnostics):
+    """Approach 3 (Hoffmann et al. 2022 §3.3): the Chinchilla law by Huber loss on log L."""
 
-    y = np.asarray(y, np.float64).reshape(-1)
-    c = np.asarray(compute, np.float64).reshape(-1)
-    train, test = _split(c, threshold)
-    arrays = {k: np.asarray(v, np.float64).reshape(-1) for k, v in inputs.items()}
-    w = fit_kwargs.pop("weights", None)
-    if w is not None:
-        w = np.asarray(w, np.float64)[train]
-    fit = fit_law(law, {k: v[train] for k, v in arrays.items()}, y[train], weights=w, **fit_kwargs)
-    test_inputs = {k: v[test] for k, v in arrays.items()}
-    return _score(fit, test_inputs, y[test], threshold, train, test, dict(test_inputs))
+    n_distinct_sizes: int = 0  # distinct N among the points used (< 3: exponents weakly determined)
+    n_distinct_tokens: int = 0  # distinct D among the points used
+
+
+@dataclass
+class HuberDiagnostics(_PointDiagnostics):
+    """Any other law of the registry, fitted by Huber loss on log y."""
+
+    formula: str = ""  # the law's formula with its paper, as fitted
+
+
+@dataclass
+class Approach1Diagnostics(_Diagnostics):
+    """Approach 1 (Hoffmann et al. 2022 §3.1): the lowest-loss run at each FLOP level (core/isoflop.py)."""
+
+    levels: list = field(default_factory=list)  # FLOP levels where the envelope was read
+    bin_edges: list = field(default_factory=list)  # level bins' edges (K+1)
+    n_opt: list = field(default_factory=list)  # parameters of the winning run per level
+    tokens_opt: list = field(default_factory=list)  # its tokens at that level
+    loss_min: list = field(default_factory=list)  # the envelope: lowest loss per level
+    run_opt: list = field(default_factory=list)  # winning run per level
+    n_candidates: list = field(default_factory=list)  # runs compared per level
+    a: Optional[float] = None  # exponent of N_opt ∝ C^a
+    b: Optional[float] = None  # exponent of D_opt ∝ C^b
+    n_params_law: dict = field(default_factory=dict)  # the fitted power law N_opt(C)
+    tokens_law: dict = field(default_factory=dict)  # the fitted power law D_opt(C)
+    warnings: list = field(default_factory=list)
+    method: str = "approach1"
+
+
+@dataclass
+class Approach2Diagnostics(_Diagnostics):
+    """Approach 2 (Hoffmann et al. 2022 §3.2): IsoFLOP parabolas per budget (core/isoflop.py)."""
+
+    profiles: list = field(default_factory=list)  # IsoFlopProfile.to_dict() per budget, ascending FLOPs
+    a: Optional[float] = None  # exponent of N_opt ∝ C^a
+    b: Optional[float] = None  # exponent of D_opt ∝ C^b
+    n_params_law: dict = field(default_factory=dict)
+    tokens_law: dict = field(default_factory=dict)
+    budget_of_point: Optional[np.ndarray] = None  # (n,) index into profiles per point (-1: none)
+    warnings: list = field(default_factory=list)
+    method: str = "approach2"
+
+    INDEX_ARRAYS = ("budget_of_point",)
+
+
+DIAGNOSTICS = {"approach3": Approach3Diagnostics, "huber_log": HuberDiagnostics,
+               "approach1": Approach1Diagnostics, "approach2": Approach2Diagnostics}
+
+
+def diagnostics_from_dict(method: str, d: Optional[Mapping]):
+    """The declared diagnostics of ``method`` from their JSON form."""
+    return DIAGNOSTICS.get(method, HuberDiagnostics).from_dict(d)
