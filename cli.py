@@ -4,6 +4,7 @@
     python cli.py ingest FILE... [--format F] [--on-duplicate skip|replace|rename] [--db URL] [--json]
     python cli.py runs [--json]
     python cli.py export --runs NAME... --out FILE [--format csv|parquet]
+    python cli.py backup DIR [--db URL]          (then: python cli.py restore DIR --db URL)
 
 ``--json`` prints one JSON document to stdout. A bad input prints one line to stderr and exits 2.
 Each feature adds its sub-commands in a module of commands/ (see commands/__init__.py).

@@ -10,9 +10,11 @@ SUBCOMMANDS = {
     "ingest": "runs", "runs": "runs", "export": "runs", "edit-run": "runs", "delete-runs": "runs",
     "fit": "fit", "fits": "fit",
     "plan": "plan",
+    "forecast": "forecast",
     "evals": "evals",
     "route": "route",
     "probe": "probe",
+    "backup": "backup", "restore": "backup",
 }
 
 

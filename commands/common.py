@@ -6,12 +6,26 @@ import json
 import sys
 
 from core.jsonable import jsonable
-from services.runs import Store, open_store as _open
+from services.runs import Store, default_url
 
 
 def open_store(args) -> Store:
-    """The Store named by --db, else $SCALESCOPE_DB_URL, else the default file."""
-    return _open(getattr(args, "db", None))
+    """The Store named by --db, else $SCALESCOPE_DB_URL, else the default file.
+
+    Only a sub-command that stores new data may create the store; every other one needs an
+    existing ScaleScope store and says so when the path names none (no empty store left behind).
+    """
+    return Store(getattr(args, "db", None) or default_url(), create=_stores_new_data(args))
+
+
+def _stores_new_data(args) -> bool:
+    """Whether this sub-command adds data (ingest, fit, evals import, route capture/trace, probe, restore)."""
+    command = getattr(args, "command", None)
+    if command == "evals":
+        return getattr(args, "evals_command", None) == "import"
+    if command == "route":
+        return not getattr(args, "list", False) and getattr(args, "show", None) is None
+    return command in ("ingest", "fit", "probe", "restore")
 
 
 def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -61,50 +61,174 @@ def _file_of(url: str) -> Path:
     return Path(path)
 
 
+# A file made before schema versions were recorded held only these tables (upgraded as version 0).
+PRE_VERSIONING_TABLES = ("metrics", "runs")
+# What DuckDB says when it reads a block that is cut short or whose checksum does not match.
+_DAMAGE_SIGNS = ("corrupt database file", "does not match stored checksum", "could not read enough bytes",
+                 "database has been invalidated")
+
+
+def _driver_message(exc: BaseException) -> str:
+    """The database's own words for ``exc``: first line, without SQLAlchemy's wrapper and link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).split("(Background on this error", 1)[0].strip()
+    text = text.splitlines()[0] if text else type(orig).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _damage_error(url: str, exc: BaseException) -> Optional[StoreError]:
+    """A StoreError saying the file is damaged and what to do, when ``exc`` reports damage; else None."""
+    if isinstance(exc, StoreError):
+        return None
+    detail = _driver_message(exc)
+    if not any(sign in str(getattr(exc, "orig", None) or exc).lower() for sign in _DAMAGE_SIGNS):
+        return None
+    return StoreError(f"The database file {_file_of(url)} is damaged ({detail}): restore a backup with "
+                      f"`python cli.py restore BACKUP_DIR --db {url}`, or pass another file with --db.")
+
+
 class Store:
     """All persistence. Methods return pandas DataFrames / dicts; no SQL escapes this package."""
 
-    def __init__(self, url: Optional[str] = None):
+    def __init__(self, url: Optional[str] = None, create: bool = True, check: bool = False):
+        """Open the store at ``url``.
+
+        ``create=False`` (read-only commands): the file must already be a ScaleScope store; a
+        missing path is refused instead of creating folders and an empty store. Opening never
+        writes to a file that is not a ScaleScope store, nor to a current one (only an older
+        ScaleScope file is upgraded). ``check=True`` reads every stored value once, so a damaged
+        file is reported now rather than by the first query that meets the damage.
+        """
         self.url = url or default_url()
         path = _file_of(self.url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not create:
+            if not path.exists():
+                raise StoreError(f"No ScaleScope store at {path}: the file does not exist. Check --db or "
+                                 "SCALESCOPE_DB_URL, or import runs first with `python cli.py ingest FILE`.")
+            if not path.is_file() or path.stat().st_size == 0:
+                raise StoreError(f"{path} is {'empty' if path.is_file() else 'not a file'}, not a ScaleScope "
+                                 "store: pass a store file with --db.")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
         key = str(path.resolve())
         with _LOCKS_GUARD:
             self._lock = _LOCKS.setdefault(key, threading.RLock())
+        self.engine = None
         try:
             self.engine = sa.create_engine(self.url)
+            sa.event.listen(self.engine, "handle_error", self._translate_error)
             with self._lock:
-                self._upgrade()
-        except StoreError:
-            raise
-        except Exception as exc:  # a file that is not DuckDB, a locked file, ...
+                self._upgrade(path, create)
+            if check:
+                self.check()
+        except Exception as exc:
+            if self.engine is not None:
+                self.engine.dispose()
+            if isinstance(exc, StoreError):
+                raise
             if "Could not set lock" in str(exc):
                 raise StoreError(
                     f"The database {self.url} is open in another process (DuckDB allows one writer process "
                     "per file): stop the dashboard or other CLI using it, or pass another file with --db.") from exc
-            raise StoreError(f"Cannot open the database {self.url}: {exc}. "
-                             "Check the path, or close the other program that holds the file.") from exc
+            damaged = _damage_error(self.url, exc)
+            if damaged is not None:
+                raise damaged from exc
+            raise StoreError(f"Cannot open the database {self.url}: {_driver_message(exc)}. The file is damaged "
+                             f"or not a ScaleScope store: check the path, restore a backup with "
+                             f"`python cli.py restore BACKUP_DIR --db URL`, or close the other program that "
+                             "holds the file.") from exc
+
+    def _translate_error(self, ctx):
+        """SQLAlchemy ``handle_error`` hook: a query that meets a damaged block raises one StoreError."""
+        return _damage_error(self.url, ctx.original_exception)
 
     # ---------------------------------------------------------------- schema and transactions
-    def _upgrade(self) -> None:
-        with self.engine.begin() as conn:
-            insp = sa.inspect(conn)
-            tables = set(insp.get_table_names())
-            version = None
-            if "schema_info" in tables:
-                row = conn.execute(sa.select(schema.schema_info.c.version)).first()
-                version = row[0] if row else None
-            if version is None:
-                version = 0 if "runs" in tables else schema.SCHEMA_VERSION
-            if version > schema.SCHEMA_VERSION:
+    def _upgrade(self, path: Path, create: bool) -> None:
+        """Check what the file holds (reads only), then create or upgrade it if that is needed.
+
+        An empty database becomes a new store (when ``create``); an older ScaleScope schema is
+        upgraded; a current one is left as it is. Anything else is refused untouched: a database
+        with other tables, ScaleScope tables without their version row, a newer schema.
+        """
+        with self.engine.connect() as conn:
+            self._check_length(conn, path)
+            tables = set(sa.inspect(conn).get_table_names())
+            version = self._recorded_version(conn, path, tables)
+        if version == schema.SCHEMA_VERSION:
+            missing = sorted(set(schema.metadata.tables) - tables)
+            if missing:
                 raise StoreError(
-                    f"The database {self.url} has schema version {version}, newer than this ScaleScope "
-                    f"({schema.SCHEMA_VERSION}). Upgrade ScaleScope, or open another file with --db.")
+                    f"The database {path} is damaged: it records schema version {version} but lacks the "
+                    f"table(s) {', '.join(missing)}. Restore a backup with `python cli.py restore BACKUP_DIR "
+                    f"--db {self.url}`, or open another file with --db.")
+            return
+        if version is None and not create:
+            raise StoreError(f"{path} is an empty database, not a ScaleScope store: pass a store file with --db, "
+                             "or import runs into it first with `python cli.py ingest FILE`.")
+        version = schema.SCHEMA_VERSION if version is None else version
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"The database {self.url} has schema version {version}, newer than this ScaleScope "
+                f"({schema.SCHEMA_VERSION}). Upgrade ScaleScope, or open another file with --db.")
+        with self.engine.begin() as conn:
             schema.metadata.create_all(conn)
             for step in range(version, schema.SCHEMA_VERSION):
                 MIGRATIONS[step](conn)
             conn.execute(sa.delete(schema.schema_info))
             conn.execute(sa.insert(schema.schema_info).values(version=schema.SCHEMA_VERSION))
+
+    def _check_length(self, conn, path: Path) -> None:
+        """A DuckDB file cut short (a copy or download that stopped early) is refused at once: its
+        header counts the blocks it holds, each of ``block_size`` bytes after three 4 KiB headers."""
+        if conn.dialect.name != "duckdb":
+            return
+        row = conn.exec_driver_sql("PRAGMA database_size").mappings().first()
+        if not row:
+            return
+        expected = 3 * 4096 + int(row["total_blocks"]) * int(row["block_size"])
+        actual = path.stat().st_size
+        if actual < expected:
+            raise StoreError(
+                f"The database file {path} is damaged (cut short: {actual:,} bytes where its header counts "
+                f"{expected:,}): restore a backup with `python cli.py restore BACKUP_DIR --db {self.url}`, "
+                "or pass another file with --db.")
+
+    @staticmethod
+    def _recorded_version(conn, path: Path, tables: set) -> Optional[int]:
+        """The schema version the file records; None for an empty database (a new store)."""
+        if "schema_info" in tables:
+            rows = conn.execute(sa.select(schema.schema_info.c.version)).all()
+            if len(rows) != 1 or not isinstance(rows[0][0], int) or rows[0][0] < 0:
+                raise StoreError(
+                    f"The database {path} is damaged: its schema_info table holds {len(rows)} row(s) instead of "
+                    "one schema version. Restore a backup with `python cli.py restore BACKUP_DIR --db URL`, "
+                    "or open another file with --db.")
+            return rows[0][0]
+        if not tables:
+            return None
+        ours = sorted(tables & set(schema.metadata.tables))
+        if not ours:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(
+                f"{path} is not a ScaleScope store (it holds the table(s) {shown} and no ScaleScope schema_info "
+                "table); it was left unchanged. Pass a ScaleScope store with --db, or a new file name to start one.")
+        if tables == set(PRE_VERSIONING_TABLES):
+            return 0
+        raise StoreError(
+            f"{path} has ScaleScope tables ({', '.join(ours)}) but no schema_info table, so its schema version is "
+            "unknown; it was left unchanged. Restore a backup with `python cli.py restore BACKUP_DIR --db URL`, "
+            "or open another file with --db.")
+
+    def check(self) -> None:
+        """Read every stored value once (DuckDB verifies each block's checksum as it reads it).
+
+        Raises StoreError when the file is damaged. Cost: one scan of the file.
+        """
+        if self.engine.dialect.name != "duckdb":
+            return
+        with self.read() as conn:
+            for table in schema.metadata.sorted_tables:
+                conn.exec_driver_sql(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{table.name}"').all()
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

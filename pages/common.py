@@ -13,7 +13,7 @@ from services.runs import Store, default_url
 
 @st.cache_resource(show_spinner="Opening the database (first start: seeding the demo)…")
 def _open_store(url: str) -> Store:
-    store = Store(url)
+    store = Store(url, check=True)  # a damaged file is reported here, once, not by some later query
     seed_if_empty(store, routing=os.environ.get("SCALESCOPE_SEED_ROUTING", "1") != "0")
     return store
 
@@ -39,7 +39,9 @@ def _leave_pages_folder_mode() -> None:
 def get_store() -> Store:
     """The one Store of this server process, shared by all browser sessions (st.cache_resource)."""
     _leave_pages_folder_mode()
-    return _open_store(default_url())
+    with user_errors():  # damaged, foreign or locked file: its one-line message, never a traceback
+        return _open_store(default_url())
+    st.stop()  # not cached: the next rerun tries again (e.g. once the other process let go)
 
 
 @contextmanager
