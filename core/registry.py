@@ -210,7 +210,7 @@ _KAPLAN_NOTE = ("Kaplan et al. 2020 count N WITHOUT embeddings: choose the non-e
 def _kaplan_single(key, column, scale, exponent, what, paper):
     to_params, starts = res.kaplan_single(scale, exponent)
     return Law(
-        key=key, label=f"Kaplan L({what}) = ({scale}/{what})^{exponent} (Kaplan et al. 2020)",
+        key=key, label=f"Kaplan L({what}) = ({scale}/{what})^α_{exponent[-1]} (Kaplan et al. 2020)",
         latex=rf"L = ({scale.replace('_', '_{')}}}/{what})^{{\alpha_{exponent[-1]}}}",
         citation=f"Kaplan et al. 2020, 'Scaling Laws for Neural Language Models', {paper}",
         param_names=(scale, exponent), inputs=(column,),

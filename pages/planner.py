@@ -166,7 +166,7 @@ def _scatter(**trace) -> dict:
     return {"type": "scatter", **trace}
 
 
-def allocation_figure(law, flops, best, frontier, aware=None, moe=None) -> dict:
+def allocation_figure(law, flops, best, frontier, aware=None, moe=None, extra=None) -> dict:
     """Iso-loss contours over (N, D), iso-FLOP lines, the frontier, the plan and reference models.
 
     Built as a plain figure dict: ``st.plotly_chart`` validates it once, where ``go.Figure`` plus
@@ -175,7 +175,7 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None) -> dict:
     log_n = np.linspace(*LOG_N_RANGE, CONTOUR_POINTS)
     log_d = np.linspace(*LOG_D_RANGE, CONTOUR_POINTS)
     with np.errstate(all="ignore"):
-        loss = loss_function(law)(10.0 ** log_n[None, :], 10.0 ** log_d[:, None])  # (D, N)
+        loss = loss_function(law, **(extra or {}))(10.0 ** log_n[None, :], 10.0 ** log_d[:, None])  # (D, N)
     levels = best.loss + 0.1 * np.arange(-6, 13)  # the contour through the chosen point is always drawn
     data = [{
         "type": "contour", "x": log_n, "y": log_d, "z": np.round(loss, 4), "colorscale": "Viridis",
@@ -241,11 +241,11 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None) -> dict:
     return {"data": data, "layout": layout}
 
 
-def iso_flop_figure(law, flops, best) -> dict:
+def iso_flop_figure(law, flops, best, extra=None) -> dict:
     """Loss against N along the chosen budget's iso-FLOP line, N* marked (and its band)."""
     n = np.logspace(math.log10(best.n_params) - CURVE_DECADES, math.log10(best.n_params) + CURVE_DECADES,
                     CURVE_POINTS)
-    tokens, loss = iso_flop_curve(flops, law, n)
+    tokens, loss = iso_flop_curve(flops, law, n, **(extra or {}))
     shapes, annotations = [], []
     if best.intervals:
         lo, hi = (math.log10(v) for v in best.intervals["n_params"])
@@ -268,7 +268,7 @@ def iso_flop_figure(law, flops, best) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def frontier_points(law_key: str, _law) -> tuple[np.ndarray, np.ndarray]:
+def frontier_points(law_key: str, _law, extra: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
     """(N*, D*) over budgets 1e17–1e28 for the frontier line (cached per law: the search is ~0.4 ms a budget)."""
     budgets = np.logspace(17, 28, 45)
     if law_of(_law).closed_form is not None:  # Hoffmann et al. 2022 eq. (4), vectorised over budgets
@@ -277,7 +277,7 @@ def frontier_points(law_key: str, _law) -> tuple[np.ndarray, np.ndarray]:
     plans = []
     for c in budgets:
         try:
-            plans.append(plan_law(c, _law))
+            plans.append(plan_law(c, _law, **dict(extra)))
         except PlanError:  # a budget where the law has no interior optimum: leave a gap
             continue
     return np.array([p.n_params for p in plans]), np.array([p.tokens for p in plans])
@@ -412,6 +412,22 @@ def planner(fits, probes) -> None:
         _write_url(url)
 
 
+PLAN_INPUTS = {  # what a law's optimum needs besides the budget (core.registry Law.plan_inputs)
+    "unique_tokens": ("Unique tokens U_D in the dataset (Muennighoff et al. 2023: tokens beyond it are repeated "
+                      "epochs)", 1e12),
+}
+
+
+def plan_inputs(choice) -> dict:
+    """The widgets of the chosen law's extra planning inputs (none for Chinchilla and Kaplan)."""
+    out = {}
+    for name in law_of(choice.params).plan_inputs:
+        label, default = PLAN_INPUTS[name]
+        out[name] = st.number_input(label, min_value=1e6, max_value=1e16, value=default, format="%.3g",
+                                    key=f"planner_{name}")
+    return out
+
+
 def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
     budget, best = None, None
     with user_errors():
@@ -420,7 +436,8 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
                                               hardware["mfu"], dtype=hardware["dtype"],
                                               price_per_hour=hardware["price"] or None)
             flops = budget.flops
-        best = plan_for(flops, choice)
+        extra = plan_inputs(choice)
+        best = plan_for(flops, choice, **extra)
     if best is None:
         return
 
@@ -470,9 +487,10 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
     left, right = st.columns([3, 2])
     with user_errors():
         left.plotly_chart(allocation_figure(choice.params, flops, best,
-                                            frontier_points(choice.key + repr(choice.params), choice.params),
-                                            aware, moe), key="planner_contours", width="stretch")
-        right.plotly_chart(iso_flop_figure(choice.params, flops, best), key="planner_iso_flop", width="stretch")
+                                            frontier_points(choice.key + repr(choice.params) + repr(extra), choice.params,
+                                                            tuple(extra.items())),
+                                            aware, moe, extra), key="planner_contours", width="stretch")
+        right.plotly_chart(iso_flop_figure(choice.params, flops, best, extra), key="planner_iso_flop", width="stretch")
 
 
 def moe_section(choice, flops, experts, fits):

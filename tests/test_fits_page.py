@@ -116,3 +116,37 @@ def test_bad_selection_shows_one_error_and_stores_nothing(page_store):
     assert [e.value for e in at.error] == [
         "3 points minus 0 dropped leaves fewer than the 5 parameters: select more runs or drop fewer points"]
     assert list_fits(page_store).empty
+
+
+def test_a_data_constrained_fit_is_listed_fitted_and_shown(page_store):
+    """The law of Muennighoff et al. 2023 reaches the page through its registry entry alone."""
+    import pandas as pd
+
+    from core.laws import ChinchillaParams, DataConstrainedParams, data_constrained_loss
+    from core.registry import LAWS
+    from importers.base import ParsedRun
+    from services import fits as fit_data
+
+    law = DataConstrainedParams(chinchilla=ChinchillaParams(E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353))
+    n, u, epochs = (a.ravel() for a in np.meshgrid(np.geomspace(1e7, 9e9, 6), np.geomspace(1e8, 1e11, 4),
+                                                    [1.0, 8.0, 40.0]))
+    d = u * epochs
+    runs = [ParsedRun(name=f"dc-{i}", source_format="summary", n_params=n[i], n_active_params=n[i], tokens=d[i],
+                      flops=6 * n[i] * d[i], config={"unique_tokens": u[i]}, tags=["data-constrained"],
+                      metrics=pd.DataFrame({"name": ["loss"], "step": [np.nan], "tokens": [d[i]],
+                                            "flops": [6 * n[i] * d[i]], "wall_time": [np.nan],
+                                            "value": [float(data_constrained_loss(n[i], d[i], u[i], law))]}))
+            for i in range(n.size)]
+    at = open_page()  # seeds the demo on first open; then our runs join it
+    assert LAWS["data_constrained"].label in at.selectbox(key="fit_law").options
+    page_store.ingest(runs)
+    data = fit_data.load_fit_data(page_store, [r.name for r in runs])
+    fit_id, result = fit_data.fit_and_save(page_store, data, fit_data.FitOptions(
+        law="data_constrained", method="huber_log", n_bootstrap=0))
+    assert result.params["r_star_d"] == pytest.approx(15.4, rel=1e-3)
+    at = open_page()
+    assert at.selectbox(key="shown_fit").value == fit_id
+    assert any("Muennighoff et al. 2023" in c.value for c in at.caption)
+    lines = [t for t in chart(at, "fig_data_vs_fit")["data"] if t.get("mode") == "lines"]
+    assert len(lines) == 5  # the fitted law at five token counts (U_D held at its median)
+    assert "Back-test" in [t.label for t in at.tabs] and "IsoFLOP" not in [t.label for t in at.tabs]

@@ -51,6 +51,9 @@ def fits(tmp_path_factory):
         "negative_alpha": save_fit(store, law="chinchilla", params=dict(E=1.8, A=480.0, B=2000.0, alpha=-0.1,
                                                                         beta=0.36),
                                    diagnostics={}, name="broken", **common),
+        "data_constrained": save_fit(store, law="data_constrained", params=dict(
+            E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353, r_star_d=15.4, r_star_n=5.3),
+            diagnostics={}, name="repeated data", **{**common, "method": "huber_log"}),
     }
     store.close()
     mp = pytest.MonkeyPatch()
@@ -203,3 +206,18 @@ def test_link_values_outside_the_widgets_are_reported_not_crashing(fits):
     flops = 989.5e12 * 1024 * 30 * 86_400 * 0.4
     assert parse_human(metric(at, "N* (parameters)")) == pytest.approx(chinchilla_optimum(flops, EPOCH).n_params,
                                                                        rel=6e-4)
+
+
+def test_a_data_constrained_fit_plans_with_the_unique_tokens_given(fits):
+    """Muennighoff et al. 2023's law, planned through its registry entry: the page asks for U_D."""
+    from core.laws import DataConstrainedParams
+    from core.planner import data_constrained_optimum
+
+    at = run_page(fits, law=f"fit-{fits['data_constrained']}", budget="1e23")
+    at.number_input(key="planner_unique_tokens").set_value(5e10).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    law = DataConstrainedParams(chinchilla=ChinchillaParams(E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353),
+                                r_star_d=15.4, r_star_n=5.3)
+    expected = data_constrained_optimum(1e23, law, 5e10)
+    assert parse_human(metric(at, "N* (parameters)")) == pytest.approx(expected.n_params, rel=1e-3)
+    assert metric(at, "Loss (nats/token)") == f"{expected.loss:.4f}"
