@@ -1,0 +1,132 @@
+"""Where will this run land: a stored run's loss curve + its LR schedule → a forecast to the end.
+
+The LR of every step comes from the run's logged LR metric where there is one (TensorBoard, HF
+Trainer and W&B logs usually have it) and from the declared schedule beyond the log; a logged LR that
+contradicts the declared schedule is an error (core.schedules). The laws live in core/loss_curve.py.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+from core.loss_curve import BacktestRow, CurveFitConfig, CurveForecast, backtest_curve, forecast_curve
+from core.progress import ProgressFn
+from core.schedules import Schedule, infer_schedule, lr_per_step
+from services import runs as runs_service
+from services.runs import Store
+
+# Metric names trainers log the LR under: HF Trainer "learning_rate", Lightning "lr-AdamW",
+# W&B/TensorBoard "train/lr", "lr", "optim/lr".
+LR_PATTERN = re.compile(r"(^|[/_.-])(lr|learning[_ ]?rate)($|[/_.-])", re.IGNORECASE)
+LOSS_CANDIDATES = ("loss", "train/loss", "train_loss", "training_loss", "val/loss", "eval/loss", "eval_loss")
+
+
+def find_lr_metric(names) -> Optional[str]:
+    """The run's LR metric: the first name that looks like one (shortest first), else None."""
+    hits = sorted((n for n in names if LR_PATTERN.search(str(n))), key=len)
+    return hits[0] if hits else None
+
+
+def default_loss_metric(names) -> Optional[str]:
+    for cand in LOSS_CANDIDATES:
+        if cand in names:
+            return cand
+    losses = sorted((n for n in names if "loss" in str(n).lower()), key=len)
+    return losses[0] if losses else None
+
+
+@dataclass
+class RunForecast:
+    run: str
+    metric: str
+    lr_metric: Optional[str]
+    schedule: Schedule
+    schedule_source: str           # "declared", "inferred from <metric>", or "declared, checked against <metric>"
+    forecast: CurveForecast
+    on_track: Optional[dict] = None  # the stored Chinchilla fit's prediction for this run's N and D
+
+    def to_dict(self) -> dict:
+        out = {"run": self.run, "metric": self.metric, "lr_metric": self.lr_metric,
+               "schedule": self.schedule.to_dict(), "schedule_source": self.schedule_source,
+               **self.forecast.to_dict()}
+        if self.on_track is not None:
+            out["on_track"] = self.on_track
+        return out
+
+
+def _series(store: Store, run: str, metric: str) -> pd.DataFrame:
+    frame = runs_service.metrics(store, [run], metric)
+    frame = frame[np.isfinite(frame["step"].astype(float)) & np.isfinite(frame["value"].astype(float))]
+    return frame.sort_values("step")
+
+
+def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: str = "lr-annealing",
+                 lr_metric: Optional[str] = None, schedule: Optional[Schedule] = None,
+                 total_steps: Optional[int] = None, bootstrap: int = 200, seed: int = 0,
+                 progress: Optional[ProgressFn] = None) -> RunForecast:
+    """Fit ``law`` to ``run``'s ``metric`` curve and forecast its final value."""
+    runs = runs_service.list_runs(store)
+    if run not in set(runs["name"]):
+        raise InputError(f"no run named {run!r}; `python cli.py runs` lists the stored runs.")
+    names = runs_service.metric_names(store, [run])
+    metric = metric or default_loss_metric(names)
+    if metric is None or metric not in names:
+        raise InputError(f"run {run!r} has no metric {metric!r}; pick one with --metric (it has: "
+                         f"{', '.join(map(str, names[:12]))}).")
+    curve = _series(store, run, metric)
+    lr_metric = lr_metric or find_lr_metric(names)
+    if lr_metric is not None and lr_metric not in names:
+        raise InputError(f"run {run!r} has no LR metric {lr_metric!r}.")
+    lr_frame = _series(store, run, lr_metric) if lr_metric else None
+    horizon = int(total_steps or (schedule.total_steps if schedule else 0) or 0)
+    declared = schedule is not None
+    if schedule is None:
+        if lr_frame is None or len(lr_frame) < 2:
+            raise InputError(f"run {run!r} logs no LR: declare its schedule (--schedule, --peak-lr, --warmup-steps, "
+                             "--total-steps).")
+        schedule = infer_schedule(lr_frame["step"], lr_frame["value"], horizon or None)
+        source = f"inferred from {lr_metric}"
+    else:
+        source = "declared" + (f", checked against {lr_metric}" if lr_frame is not None and len(lr_frame) else "")
+    T = horizon or schedule.total_steps
+    if lr_frame is not None and len(lr_frame):
+        lr = lr_per_step(T, schedule, lr_frame["step"].to_numpy(float), lr_frame["value"].to_numpy(float),
+                         declared=declared)
+    else:
+        lr = lr_per_step(T, schedule)
+    fc = forecast_curve(curve["step"].to_numpy(float), curve["value"].to_numpy(float), lr, schedule.warmup_steps,
+                        CurveFitConfig(law=law, bootstrap=bootstrap, seed=seed), progress=progress)
+    return RunForecast(run, metric, lr_metric, schedule, source, fc)
+
+
+def backtest_run(store: Store, run: str, *, metric: Optional[str] = None, law: str = "lr-annealing",
+                 fractions=(0.2, 0.4, 0.6)) -> list[BacktestRow]:
+    """Fit on the first 20/40/60% of a finished run (its logged LR, its last step as horizon)."""
+    names = runs_service.metric_names(store, [run])
+    metric = metric or default_loss_metric(names)
+    lr_metric = find_lr_metric(names)
+    if metric is None or lr_metric is None:
+        raise InputError(f"run {run!r} needs a loss and a logged LR for a back-test.")
+    curve, lr_frame = _series(store, run, metric), _series(store, run, lr_metric)
+    T = int(max(curve["step"].max(), lr_frame["step"].max()))
+    schedule = infer_schedule(lr_frame["step"], lr_frame["value"], T)
+    lr = lr_per_step(T, schedule, lr_frame["step"].to_numpy(float), lr_frame["value"].to_numpy(float),
+                     declared=False)
+    return backtest_curve(curve["step"].to_numpy(float), curve["value"].to_numpy(float), lr,
+                          schedule.warmup_steps, fractions, CurveFitConfig(law=law, bootstrap=0))
+
+
+def on_track(forecast_final: float, interval, predicted_by_law: float) -> dict:
+    """Compare the forecast final loss with what a final-loss law predicts for the run's N and D."""
+    lo, hi = interval
+    if not math.isfinite(predicted_by_law):
+        return {"law_prediction": None, "verdict": "unknown"}
+    ahead = forecast_final <= predicted_by_law or (math.isfinite(lo) and lo <= predicted_by_law <= hi)
+    return {"law_prediction": predicted_by_law, "verdict": "on track" if ahead else "behind",
+            "gap": forecast_final - predicted_by_law}
