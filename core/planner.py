@@ -38,7 +38,6 @@ from core.laws import (
 from core.registry import (
     LAWS,
     check_chinchilla,
-    check_data_constrained,
     check_kaplan,
     check_routed,
     check_unique_tokens,

@@ -14,7 +14,6 @@ from plotly.subplots import make_subplots
 from core.errors import ScaleScopeError
 from core.fitting.result import FitResult
 from core.isoflop import group_budgets
-from core.laws import compute_optimal_nd
 from core.registry import LAWS
 from services import fits as fit_data
 from services.fits import delete_fit, get_fit, list_fits, load_result
@@ -96,22 +95,6 @@ def kept_mask(result: FitResult, n: int) -> np.ndarray:
     return mask
 
 
-def chinchilla_frontier(result: FitResult, flops: np.ndarray):
-    """L*(C) = L(N*(C), D*(C)) and, from the bootstrap samples, its 2.5–97.5% band (None without samples)."""
-    p = result.params
-    n_opt, d_opt = compute_optimal_nd(flops, p["A"], p["B"], p["alpha"], p["beta"])
-    best = result.predict({"n_params": n_opt, "tokens": d_opt})
-    samples = np.asarray(result.bootstrap_samples, np.float64)
-    if samples.shape[0] < 2 or result.method != "approach3":
-        return n_opt, d_opt, best, None
-    sp = {k: samples[:, j][None, :] for j, k in enumerate(result.param_names)}  # (1, B) against budgets (K, 1)
-    n, d = compute_optimal_nd(np.asarray(flops, np.float64)[:, None], sp["A"], sp["B"], sp["alpha"], sp["beta"])
-    with np.errstate(all="ignore"):
-        losses = sp["E"] + sp["A"] * n ** (-sp["alpha"]) + sp["B"] * d ** (-sp["beta"])  # (K, B)
-        band = np.nanpercentile(losses, [2.5, 97.5], axis=1)
-    return n_opt, d_opt, best, band
-
-
 # ====================================================================================== figures
 def fig_data_vs_fit(result, data, law_x: str) -> go.Figure:
     fig = go.Figure()
@@ -157,7 +140,7 @@ def fig_loss_vs_compute(result, data) -> go.Figure:
         hovertemplate="%{text}<br>C=%{x:.3g}<br>y=%{y:.4f}<extra></extra>"))
     grid = log_grid(data.flops, pad=3.0)
     if result.method == "approach3":
-        _, _, best, band = chinchilla_frontier(result, grid)
+        _, _, best, band = result.frontier(grid)
         if band is not None:
             fig.add_trace(go.Scatter(x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([band[1], band[0][::-1]]),
                                      fill="toself", line=dict(width=0), opacity=0.25, name="95% bootstrap band",
@@ -215,8 +198,7 @@ def fig_isoflop(result, data) -> go.Figure:
             curve = result.predict({"n_params": n_grid, "tokens": budget / (6.0 * n_grid)})
             fig.add_trace(go.Scatter(x=n_grid, y=curve, mode="lines", line=dict(color=color), legendgroup=str(g),
                                      showlegend=False, hoverinfo="skip"))
-            p = result.params
-            n_star = float(compute_optimal_nd(budget, p["A"], p["B"], p["alpha"], p["beta"])[0])
+            n_star = float(result.frontier([budget])[0][0])
             fig.add_trace(go.Scatter(x=[n_star], y=result.predict({"n_params": [n_star], "tokens": [budget / (6 * n_star)]}),
                                      mode="markers", legendgroup=str(g), showlegend=False,
                                      marker=dict(symbol="star", size=15, color=color, line=dict(color="black", width=1))))
@@ -231,7 +213,7 @@ def fig_optimal(result, data) -> go.Figure:
     levels = result.diagnostics.levels if result.method == "approach1" else None
     grid = log_grid(np.concatenate([data.flops, levels if levels is not None else []]), pad=10.0)
     if result.method == "approach3":
-        n_opt, d_opt, _, _ = chinchilla_frontier(result, grid)
+        n_opt, d_opt, _, _ = result.frontier(grid)
     else:
         p = result.params
         n_opt, d_opt = p["N_coef"] * grid ** p["a"], p["D_coef"] * grid ** p["b"]

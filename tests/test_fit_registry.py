@@ -165,3 +165,18 @@ def test_data_constrained_inputs_come_from_the_run_config(store):
                                                                             n_bootstrap=0))
     assert result.params["alpha"] == pytest.approx(0.353, rel=1e-3)
     assert fit_data.refit(store, fit_id).params == result.params
+
+
+def test_the_fit_frontier_is_the_closed_form_with_its_bootstrap_band():
+    n = np.geomspace(1e7, 1e10, 6).repeat(5)
+    d = np.tile(np.geomspace(1e9, 3e11, 5), 6)
+    loss = chinchilla_loss(n, d, BESIROGLU_2024) * np.exp(np.random.default_rng(2).normal(0, 0.003, n.size))
+    r = fit_chinchilla(n, d, loss, Approach3Settings(a_grid=(6.0,), b_grid=(7.0, 8.0), e_grid=(0.5,),
+                                                     alpha_grid=(0.3,), beta_grid=(0.3,), n_bootstrap=30))
+    flops = np.array([1e21, 5.76e23])
+    n_opt, d_opt, best, band = r.frontier(flops)
+    for j, c in enumerate(flops):
+        plan_ = chinchilla_optimum(c, r.chinchilla_params())
+        assert (n_opt[j], d_opt[j], best[j]) == pytest.approx((plan_.n_params, plan_.tokens, plan_.loss), rel=1e-12)
+        assert band[0, j] <= best[j] <= band[1, j]
+        assert r.optimum_at(5.76e23).n_params == pytest.approx(n_opt[1], rel=1e-12)

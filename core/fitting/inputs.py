@@ -1,7 +1,7 @@
 """Input checks, point selection, weights, bootstrap summaries and progress shared by every fit."""
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -127,6 +127,24 @@ class FitResult:
                 return row
         return None
 
+    def frontier(self, flops) -> tuple:
+        """The compute-optimal frontier of a Chinchilla-law fit over budgets ``flops`` (K,):
+        (N*(C), D*(C), L*(C) = L(N*, D*)) by Hoffmann et al. 2022 eq. (4), and the 2.5–97.5% band of
+        L*(C) over the bootstrap samples, (2, K) — None without samples."""
+        p = self.chinchilla_params()
+        flops = np.asarray(flops, np.float64)
+        n_opt, d_opt = laws.chinchilla_optimal(flops, p)
+        best = laws.chinchilla_loss(n_opt, d_opt, p)
+        samples = np.asarray(self.bootstrap_samples, np.float64)
+        if samples.shape[0] < 2:
+            return n_opt, d_opt, best, None
+        sp = {k: samples[:, j][None, :] for j, k in enumerate(self.param_names)}  # (1, B) against budgets (K, 1)
+        n, d = laws.compute_optimal_nd(flops[:, None], sp["A"], sp["B"], sp["alpha"], sp["beta"])
+        with np.errstate(all="ignore"):
+            losses = sp["E"] + sp["A"] * n ** (-sp["alpha"]) + sp["B"] * d ** (-sp["beta"])  # (K, B)
+            band = np.nanpercentile(losses, [2.5, 97.5], axis=1)
+        return n_opt, d_opt, best, band
+
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (non-finite floats become null, samples a list of lists)."""
         return jsonable({
