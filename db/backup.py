@@ -114,9 +114,15 @@ def dump(store: Store, folder: Path, progress: Optional[Callable[[int, int, str]
     return out
 
 
+def _fast_path(conn) -> bool:
+    """Whether rows move through DuckDB's own Parquet/Arrow paths (tests turn it off to run the
+    dialect-neutral path that PostgreSQL will use)."""
+    return conn.dialect.name == "duckdb"
+
+
 def _write_parquet(conn, table: sa.Table, path: Path) -> int:
     target = arrow_schema(table)
-    if conn.dialect.name == "duckdb":  # DuckDB writes the file itself, in parallel
+    if _fast_path(conn):  # DuckDB writes the file itself, in parallel
         cols = ", ".join(f'"{c.name}"' for c in table.columns)
         order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
         conn.exec_driver_sql(
@@ -202,7 +208,7 @@ def load(store: Store, folder: Path, manifest: dict,
 def _read_parquet(store: Store, conn, table: sa.Table, path: Path) -> int:
     target = arrow_schema(table)
     batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=target.names)
-    if conn.dialect.name == "duckdb":  # one INSERT over an Arrow stream (the path is read by pyarrow:
+    if _fast_path(conn):  # one INSERT over an Arrow stream (the path is read by pyarrow:
         # DuckDB's read_parquet would expand *, ? and [...] in a folder name)
         reader = pa.RecordBatchReader.from_batches(
             target, (pa.Table.from_batches([b]).cast(target).to_batches()[0] for b in batches if b.num_rows))

@@ -178,3 +178,22 @@ def test_bad_backups_and_a_non_empty_target_are_refused_and_change_nothing(seede
     code, out, err = run(capsys, "restore", str(folder), "--db", seeded)
     one_line_error(code, err, "is not empty")
     assert hashlib.sha256(source_file.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("backup_fast, restore_fast", [(False, False), (False, True), (True, False)])
+def test_dialect_neutral_path_round_trips_and_mixes_with_duckdbs(seeded, tmp_path, monkeypatch,
+                                                                 backup_fast, restore_fast):
+    """The plain SELECT/INSERT path (what PostgreSQL will use) writes the same Parquet schema as
+    DuckDB's COPY, so a backup made by either restores through the other."""
+    import db.backup as backup_db
+    from services.backup import backup_store, restore_store
+
+    before = contents(seeded)
+    monkeypatch.setattr(backup_db, "_fast_path", lambda conn: backup_fast)
+    store = Store(seeded, create=False)
+    backup_store(store, tmp_path / "b")
+    store.close()
+    monkeypatch.setattr(backup_db, "_fast_path", lambda conn: restore_fast)
+    target = f"duckdb:///{tmp_path / 'r.duckdb'}"
+    assert restore_store(tmp_path / "b", target)["rows"] == sum(n for n, _ in before.values())
+    assert contents(target) == before
