@@ -39,6 +39,11 @@ def test_epoch_csv_reproduces_besiroglu_and_is_stored(db_url, reference_dir, cap
     # bootstrap errors of the published size, not collapsed to zero
     assert 0.010 < out["stderr"]["alpha"] < 0.022 and 0.014 < out["stderr"]["beta"] < 0.030
     assert 0.0009 < out["objective"] < 0.0012
+    # the compute-optimal allocations: one row per budget, each quantity with its bootstrap interval
+    assert [row["budget"] for row in out["optima"]] == [1e21, 1e22, 5.76e23, 1e24, 1e25]
+    for row in out["optima"]:
+        assert row["n_params_lo"] < row["n_params"] < row["n_params_hi"]
+        assert row["tokens"] * row["n_params"] * 6 == pytest.approx(row["budget"], rel=1e-12)
     assert out["selection"]["file"] == csv.name and out["selection"]["n_runs"] == 245
     assert "bootstrap" in proc.stderr and "100/132" not in proc.stdout  # the bar is on stderr only
 

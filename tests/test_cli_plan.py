@@ -162,3 +162,26 @@ def test_fit_for_planner_reads_samples_wherever_the_fit_keeps_them():
     # A law whose samples are not Chinchilla's five parameters gives no bands, not wrong ones.
     routed = fit_for_planner({"params": {"a": -0.08}, "bootstrap_samples": [[1, 2]], "param_names": ["a", "b"]})
     assert routed["bootstrap_samples"] is None
+
+
+def test_a_data_constrained_fit_plans_with_unique_tokens(store, db_url, capsys):
+    """Muennighoff et al. 2023's law from a stored fit, through the registry: --unique-tokens is its U_D."""
+    from core.laws import DataConstrainedParams
+    from core.planner import data_constrained_optimum
+    from db.fits import save_fit
+
+    params = dict(E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353, r_star_d=15.4, r_star_n=5.3)
+    fit_id = save_fit(store, law="data_constrained", method="huber_log", target="final loss", selection={},
+                      settings={}, intervals={}, params=params, diagnostics={})
+    store.close()
+    law = DataConstrainedParams(chinchilla=ChinchillaParams(E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353),
+                                r_star_d=15.4, r_star_n=5.3)
+    done = in_process(capsys, "--flops", "1e23", "--fit", str(fit_id), "--unique-tokens", "5e10", "--db", db_url,
+                      "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    expected = data_constrained_optimum(1e23, law, 5e10)
+    assert out["n_params"] == pytest.approx(expected.n_params, rel=1e-12)
+    assert out["method"] == "iso_flop_search"
+    assert_one_line_error(in_process(capsys, "--flops", "1e23", "--fit", str(fit_id), "--db", db_url),
+                          "needs unique_tokens")
