@@ -41,5 +41,10 @@ class StoreError(ScaleScopeError):
     """The database cannot be opened or upgraded."""
 
 
+class DamagedStoreError(StoreError):
+    """The database file is cut short, has corrupted blocks or lost ScaleScope's own records:
+    the message says to restore a backup (``cli.py restore``)."""
+
+
 class Cancelled(ScaleScopeError):
     """Long work stopped because the user asked it to."""

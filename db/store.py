@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from core.errors import DuplicateRunError, InputError, StoreError
+from core.errors import DamagedStoreError, DuplicateRunError, InputError, StoreError
 from core.fitting.diagnostics import DIAGNOSTICS as FIT_RESULT_METHODS
 from core.fitting.result import upgrade_stored_v2
 from core.jsonable import jsonable
@@ -76,15 +76,19 @@ def _driver_message(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _damaged(url: str, what: str) -> DamagedStoreError:
+    """The one message for a damaged file: what is wrong, and to restore a backup."""
+    return DamagedStoreError(f"The database file {_file_of(url)} is damaged ({what}): restore a backup with "
+                             f"`python cli.py restore BACKUP_DIR --db {url}`, or pass another file with --db.")
+
+
 def _damage_error(url: str, exc: BaseException) -> Optional[StoreError]:
-    """A StoreError saying the file is damaged and what to do, when ``exc`` reports damage; else None."""
+    """A DamagedStoreError when the driver's ``exc`` reports damage (a short read, a bad checksum); else None."""
     if isinstance(exc, StoreError):
         return None
-    detail = _driver_message(exc)
     if not any(sign in str(getattr(exc, "orig", None) or exc).lower() for sign in _DAMAGE_SIGNS):
         return None
-    return StoreError(f"The database file {_file_of(url)} is damaged ({detail}): restore a backup with "
-                      f"`python cli.py restore BACKUP_DIR --db {url}`, or pass another file with --db.")
+    return _damaged(url, _driver_message(exc))
 
 
 class Store:
@@ -157,10 +161,8 @@ class Store:
         if version == schema.SCHEMA_VERSION:
             missing = sorted(set(schema.metadata.tables) - tables)
             if missing:
-                raise StoreError(
-                    f"The database {path} is damaged: it records schema version {version} but lacks the "
-                    f"table(s) {', '.join(missing)}. Restore a backup with `python cli.py restore BACKUP_DIR "
-                    f"--db {self.url}`, or open another file with --db.")
+                raise _damaged(self.url, f"it records schema version {version} but lacks the table(s) "
+                                         f"{', '.join(missing)}")
             return
         if version is None and not create:
             raise StoreError(f"{path} is an empty database, not a ScaleScope store: pass a store file with --db, "
@@ -188,21 +190,15 @@ class Store:
         expected = 3 * 4096 + int(row["total_blocks"]) * int(row["block_size"])
         actual = path.stat().st_size
         if actual < expected:
-            raise StoreError(
-                f"The database file {path} is damaged (cut short: {actual:,} bytes where its header counts "
-                f"{expected:,}): restore a backup with `python cli.py restore BACKUP_DIR --db {self.url}`, "
-                "or pass another file with --db.")
+            raise _damaged(self.url, f"cut short: {actual:,} bytes where its header counts {expected:,}")
 
-    @staticmethod
-    def _recorded_version(conn, path: Path, tables: set) -> Optional[int]:
+    def _recorded_version(self, conn, path: Path, tables: set) -> Optional[int]:
         """The schema version the file records; None for an empty database (a new store)."""
         if "schema_info" in tables:
             rows = conn.execute(sa.select(schema.schema_info.c.version)).all()
             if len(rows) != 1 or not isinstance(rows[0][0], int) or rows[0][0] < 0:
-                raise StoreError(
-                    f"The database {path} is damaged: its schema_info table holds {len(rows)} row(s) instead of "
-                    "one schema version. Restore a backup with `python cli.py restore BACKUP_DIR --db URL`, "
-                    "or open another file with --db.")
+                raise _damaged(self.url, f"its schema_info table holds {len(rows)} row(s) instead of one "
+                                         "schema version")
             return rows[0][0]
         if not tables:
             return None
@@ -214,10 +210,8 @@ class Store:
                 "table); it was left unchanged. Pass a ScaleScope store with --db, or a new file name to start one.")
         if tables == set(PRE_VERSIONING_TABLES):
             return 0
-        raise StoreError(
-            f"{path} has ScaleScope tables ({', '.join(ours)}) but no schema_info table, so its schema version is "
-            "unknown; it was left unchanged. Restore a backup with `python cli.py restore BACKUP_DIR --db URL`, "
-            "or open another file with --db.")
+        raise _damaged(self.url, f"it has ScaleScope tables ({', '.join(ours)}) but no schema_info table, so "
+                                 "its schema version is unknown; it was left unchanged")
 
     def check(self) -> None:
         """Read every stored value once (DuckDB verifies each block's checksum as it reads it).

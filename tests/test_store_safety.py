@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 import cli
-from core.errors import StoreError
+from core.errors import DamagedStoreError, StoreError
 from db.store import Store
 from services.seed import seed_if_empty
 
@@ -88,7 +89,7 @@ def test_damaged_file_one_line_exit_2(good_store, tmp_path, kind, where):
     exported = export_all(path, tmp_path / "out.csv")  # reads every metric row: must meet the damage
     assert_one_line(exported, f"The database file {path} is damaged")
     assert "cli.py restore" in exported.stderr  # and says what to do
-    with pytest.raises(StoreError, match="is damaged"):  # the dashboard's open: one full read
+    with pytest.raises(DamagedStoreError, match="is damaged"):  # the dashboard's open: one full read
         Store(url, check=True).close()
 
 
@@ -127,18 +128,20 @@ def test_scalescope_tables_without_version_table_are_refused(good_store, tmp_pat
     path = edited_copy(good_store, tmp_path, "DROP TABLE schema_info")
     before = digest(path)
     proc = run_cli("runs", "--db", f"duckdb:///{path}")
-    assert_one_line(proc, "but no schema_info table")
+    assert_one_line(proc, f"The database file {path} is damaged (it has ScaleScope tables")
     assert "restore" in proc.stderr
-    with pytest.raises(StoreError, match="no schema_info"):
+    with pytest.raises(DamagedStoreError, match="no schema_info"):
         Store(f"duckdb:///{path}")
     assert digest(path) == before
 
 
-@pytest.mark.parametrize("sql, rows", [("DELETE FROM schema_info", 0), ("INSERT INTO schema_info VALUES (1)", 2)])
-def test_empty_or_extra_version_rows_are_refused(good_store, tmp_path, sql, rows):
+@pytest.mark.parametrize("sql, says", [("DELETE FROM schema_info", "holds 0 row(s)"),
+                                       ("INSERT INTO schema_info VALUES (1)", "holds 2 row(s)"),
+                                       ("DROP TABLE probes", "lacks the table(s) probes")])
+def test_lost_records_are_refused(good_store, tmp_path, sql, says):
     path = edited_copy(good_store, tmp_path, sql)
     before = digest(path)
-    with pytest.raises(StoreError, match=f"holds {rows} row"):
+    with pytest.raises(DamagedStoreError, match=re.escape(says)):
         Store(f"duckdb:///{path}")
     assert digest(path) == before
 
