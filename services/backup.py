@@ -33,8 +33,16 @@ def backup_store(store: Store, folder: str | Path, progress: Progress = None) ->
         what = "is a file" if not folder.is_dir() else "is not empty"
         raise InputError(f"The backup folder {folder} {what}: give a new or empty folder, so no older backup "
                          "is overwritten or mixed in.")
+    existed = folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    dumped = backup_db.dump(store, folder, progress)
+    try:
+        dumped = backup_db.dump(store, folder, progress)
+    except BaseException:  # a damaged store, a full disk, Ctrl-C: leave no half backup behind
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        if not existed:
+            folder.rmdir()
+        raise
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "schema_version": backup_db.SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -89,6 +89,9 @@ def test_damaged_file_one_line_exit_2(good_store, tmp_path, kind, where):
     exported = export_all(path, tmp_path / "out.csv")  # reads every metric row: must meet the damage
     assert_one_line(exported, f"The database file {path} is damaged")
     assert "cli.py restore" in exported.stderr  # and says what to do
+    backed_up = run_cli("backup", str(tmp_path / "bk"), "--db", url)  # reads everything too
+    assert_one_line(backed_up, "is damaged")
+    assert not (tmp_path / "bk").exists()  # no half backup left behind
     with pytest.raises(DamagedStoreError, match="is damaged"):  # the dashboard's open: one full read
         Store(url, check=True).close()
 
