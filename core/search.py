@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from core.errors import PlanError
 from core.laws import FLOPS_PER_PARAM_TOKEN
@@ -62,6 +61,9 @@ def minimise_1d(
             edge_message or "The loss has no interior minimum in the search range; check the law."
         )
     centre, left, right = grid[i], grid[i - 1] - grid[i], grid[i + 1] - grid[i]
+    # scipy on first use only: the law registry (and through it db.store's migration) imports this
+    # module, and `cli.py runs` must start without scipy.
+    from scipy.optimize import minimize_scalar
 
     # Search in u = x − centre: Brent's relative tolerance then acts on |u| ≪ 1, not on |x| ≈ 25.
     def scalar(u: float) -> float:
