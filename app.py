@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="ScaleScope", page_icon=":material/monitoring:", layout="wide")
+# A local icon: a :material/...: favicon would make every browser fetch it from fonts.gstatic.com.
+st.set_page_config(page_title="ScaleScope", page_icon=str(Path(__file__).resolve().parent / "assets" / "favicon.png"),
+                   layout="wide")
 
 from pages.common import APP_MARK, get_store  # noqa: E402  (after set_page_config)
 

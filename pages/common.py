@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 import streamlit as st
@@ -44,23 +45,55 @@ def get_store() -> Store:
     st.stop()  # not cached: the next rerun tries again (e.g. once the other process let go)
 
 
+# What makes Markdown out of text (CommonMark + GFM + Streamlit): backslash escapes, code spans,
+# emphasis and strikethrough, links and images ([...] — escaping the brackets disarms ![t](url) and
+# [click](url) alike), autolinks and HTML (an escaped < opens neither), math ($) and character
+# references (&amp;).
+_MARKDOWN_INLINE = re.compile(r"([\\`*\[\]<~$&])")
+# Underscores emphasise only at a word's edge: "max_steps" stays as it is, "_x_" is escaped.
+_UNDERSCORES = re.compile(r"_+")
+# What counts only at the start of a line: headings, lists, quotes, setext underlines.
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)(?:(\d{1,9})(?=[.)])|(?=[-+=#>]))")
+
+
+def _inside_word(m: re.Match) -> bool:
+    """A run of underscores with a letter or digit on both sides (it can neither open nor close emphasis)."""
+    before, after = m.string[m.start() - 1:m.start()], m.string[m.end():m.end() + 1]
+    return before.isalnum() and after.isalnum()
+
+
+def literal(text: object) -> str:
+    """``text`` escaped so that st.markdown, st.caption, st.error, st.success, st.warning, st.info and
+    widget labels show it exactly as written: never a link, an image the browser fetches, or markup.
+
+    Every user-supplied string (run, metric, column, tag, file, capture and fit names, and error
+    messages quoting them) passes through here before it reaches a Markdown-rendering call.
+    """
+    text = " ".join(str(text).splitlines())  # one line: a newline could start a Markdown block
+    text = _MARKDOWN_INLINE.sub(r"\\\1", text)
+    text = _UNDERSCORES.sub(lambda m: m.group(0) if _inside_word(m) else "\\_" * len(m.group(0)), text)
+    return _MARKDOWN_LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}\\", text, count=1)
+
+
 @contextmanager
 def user_errors():
-    """Show a ScaleScope error as one ``st.error`` line instead of a traceback."""
+    """Show a ScaleScope error as one ``st.error`` line instead of a traceback (escaped: the message
+    may quote a run or file name, which must not render as Markdown)."""
     try:
         yield
     except Cancelled as exc:
-        st.warning(str(exc))
+        st.warning(literal(exc))
     except ScaleScopeError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
 
 
 def progress_bar(label: str):
     """A core-style ``progress(done, total, message)`` callable drawing an ``st.progress`` bar."""
+    label = literal(label)  # the bar's text is Markdown; labels and messages may name runs or files
     bar = st.progress(0.0, text=label)
 
     def update(done: int, total: int, message: str = "") -> None:
         frac = 0.0 if total <= 0 else min(1.0, done / total)
-        bar.progress(frac, text=f"{label} — {message}" if message else label)
+        bar.progress(frac, text=f"{label} — {literal(message)}" if message else label)
 
     return update

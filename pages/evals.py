@@ -11,7 +11,7 @@ from services.evals import (
     pca_matrix, save_eval_fit, scaling_points, split_label,
 )
 from importers.evals import is_accuracy_like
-from pages.common import get_store, progress_bar, user_errors
+from pages.common import get_store, literal, progress_bar, user_errors
 from services import runs as runs_service
 
 LAWS = {"none": "no fit", "sigmoid": "sigmoid with floor and ceiling (Ruan et al. 2024)",
@@ -52,7 +52,7 @@ with st.expander("Import eval results", expanded=evals.empty):
                        f"{result['runs_matched']} run(s) matched, {result['runs_created']} created"
                        + (f", {result['rows_replaced']} earlier score(s) replaced." if result["rows_replaced"] else "."))
             for warning in result["warnings"][:10]:
-                st.warning(warning)
+                st.warning(literal(warning))
             evals = load_evals(store)
 
 if evals.empty:
@@ -111,7 +111,7 @@ with user_errors():
     points, missing = scaling_points(shown, task, metric, x, checkpoints=checkpoints, group_by=group_by)
     if missing["runs_without_x"]:
         names = missing["runs_without_x"]
-        st.warning(f"{len(names)} run(s) have no {X_AXES[x]} and are not drawn: {', '.join(names[:5])}"
+        st.warning(f"{len(names)} run(s) have no {X_AXES[x]} and are not drawn: {literal(', '.join(names[:5]))}"
                    + (" …" if len(names) > 5 else "") + ". Fill in their sizes on the Runs page, or import a table "
                    "with params / tokens / flops columns.")
     if missing["n_nonpositive_x"]:
@@ -147,7 +147,7 @@ if len(points):
     default_at = x_min * 0.9 if x == "loss" else x_max * 10
     forecast_at = None
     if fit is not None:
-        forecast_at = st.number_input(f"Forecast {task} {metric} at {X_AXES[x]}", value=float(f"{default_at:.3g}"),
+        forecast_at = st.number_input(f"Forecast {literal(task)} {literal(metric)} at {X_AXES[x]}", value=float(f"{default_at:.3g}"),
                                       min_value=0.0, format="%.4g", key=f"evals_forecast_{x}")
 
     fig = go.Figure()
@@ -186,7 +186,7 @@ if len(points):
             with user_errors():
                 one = fit.predict_interval([forecast_at])
                 c1, c2 = st.columns([1, 3])
-                c1.metric(f"{task} {metric} at {forecast_at:.3g}", f"{one.value[0]:.4g}")
+                c1.metric(f"{literal(task)} {literal(metric)} at {forecast_at:.3g}", f"{one.value[0]:.4g}")
                 c2.markdown(f"**Forecast:** {one.value[0]:.4g} at {X_AXES[x]} = {forecast_at:.3g}; "
                             f"{one.confidence:.0%} interval {one.lower[0]:.4g} – {one.upper[0]:.4g} "
                             f"(bootstrap band of the fitted curve, "
@@ -209,7 +209,7 @@ if len(points):
                                                   "checkpoints": checkpoints, "group_by": group_by,
                                                   "fit_scope": fit_scope, "filters": {"tasks": tasks,
                                                   "families": families, "runs": runs}})
-                st.success(f"Stored fit #{fit_id} (target {task}/{metric}); see it on the Fits page.")
+                st.success(f"Stored fit #{fit_id} (target {literal(task)}/{literal(metric)}); see it on the Fits page.")
 
 # ------------------------------------------------------------------ PCA
 st.subheader("Principal components of the benchmarks")
@@ -227,9 +227,9 @@ with user_errors():
     if pca.dropped_models:
         notes.append(f"{len(pca.dropped_models)} model(s) left out for having under half the benchmarks")
     if lower_metrics:
-        notes.append("left out as lower-is-better: " + ", ".join(lower_metrics[:5]))
+        notes.append("left out as lower-is-better: " + literal(", ".join(lower_metrics[:5])))
     if sparse_tasks:
-        notes.append("left out (only sparse models have them): " + ", ".join(sparse_tasks[:5]))
+        notes.append("left out (only sparse models have them): " + literal(", ".join(sparse_tasks[:5])))
     st.caption(" · ".join(notes))
     ratio = np.asarray(pca.explained_variance_ratio)
     st.markdown(f"**PC1 explains {ratio[0]:.1%} of the variance**"

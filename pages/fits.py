@@ -17,7 +17,7 @@ from core.isoflop import group_budgets
 from core.registry import LAWS
 from services import fits as fit_data
 from services.fits import delete_fit, get_fit, list_fits, load_result
-from pages.common import get_store, progress_bar, user_errors
+from pages.common import get_store, literal, progress_bar, user_errors
 from services import runs as runs_service
 
 LAW_LABELS = {key: law.label for key, law in LAWS.items()}  # the law registry, in its order
@@ -308,7 +308,7 @@ with st.expander("Data and target", expanded=True):
     try:
         matching = fit_data.select_runs(store, None, name_filter or None, tags)
     except ScaleScopeError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         st.stop()
     sized = fit_data.runs_with_sizes(store, matching)
     chosen = st.multiselect("Runs", matching, default=sized, key=f"fit_runs_{name_filter}_{'|'.join(tags)}")
@@ -407,18 +407,18 @@ data = None
 try:
     data = fit_data.data_for_selection(store, selection)
 except ScaleScopeError as exc:
-    st.warning(f"The fit's points cannot be re-loaded ({exc}); parameters are shown without plots.")
+    st.warning(f"The fit's points cannot be re-loaded ({literal(exc)}); parameters are shown without plots.")
 
 source = selection.get("file") or f"{len(selection.get('runs', []))} runs"
 st.caption(f"{LAW_LABELS.get(result.law, result.law)} · {METHOD_LABELS.get(result.method, result.method)} · "
-           f"{result.n_points} points from {source} · target {row['target']} · N {selection.get('n_kind', 'total')}"
+           f"{result.n_points} points from {literal(source)} · target {literal(row['target'])} · N {selection.get('n_kind', 'total')}"
            + (f" · seed {settings['seed']}, B = {settings.get('n_bootstrap')}" if "seed" in settings else "")
            + (f" · {settings['n_starts']} starts" if "n_starts" in settings else "")
            + (f" · {settings['drop_highest']} highest dropped" if settings.get("drop_highest") else "")
            + (" · α = β fixed" if settings.get("fix_alpha_eq_beta") else "")
            + (" · weighted by run" if selection.get("weight_by_run") else ""))
 for warning in result.warnings:
-    st.warning(warning)
+    st.warning(literal(warning))
 
 table = params_table(result)
 c1, c2, c3 = st.columns(3)

@@ -33,7 +33,7 @@ from core.presets import list_presets
 from core.reference_models import reference_models
 from services.fits import get_fit, list_fits
 from services.probes import list_probes
-from pages.common import get_store, user_errors
+from pages.common import get_store, literal, user_errors
 
 # Renard R10 preferred numbers (ISO 3): ten steps per decade, each ≈ 0.1 decade, with short
 # mantissas, so the slider is log-scaled and every budget it shows is the exact budget planned.
@@ -360,7 +360,7 @@ def planner(fits, probes) -> None:
           lambda r: _snap(r, INFERENCE_OPTIONS, "inference tokens"), problems)
     _seed("planner_experts", "experts", 1, _parse_experts, problems)
     for problem in problems[:]:
-        st.error(problem)
+        st.error(literal(problem))
     problems.clear()
 
     c1, c2 = st.columns([3, 1])
@@ -374,7 +374,7 @@ def planner(fits, probes) -> None:
         else:
             choice = preset_choice(law_key)
     if choice is not None:
-        st.caption(f"Source: {choice.citation}" + (f" — {choice.note}" if choice.note else ""))
+        st.caption(f"Source: {literal(choice.citation)}" + (f" — {literal(choice.note)}" if choice.note else ""))
 
     if mode == "flops":
         _seed("planner_budget", "budget", DEFAULT_BUDGET, lambda r: _snap(r, BUDGET_OPTIONS, "budget"), problems)
@@ -392,7 +392,7 @@ def planner(fits, probes) -> None:
                                              "(Sardana & Frankle 2023).")
     experts = c2.select_slider("Experts per routed layer (1 = dense)", EXPERT_OPTIONS, key="planner_experts")
     for problem in problems:
-        st.error(problem)
+        st.error(literal(problem))
 
     url = {"law": law_key, "mode": mode, "inference_tokens": tokens_label(inference_tokens).replace("none", "0"),
            "experts": str(experts), "budget": sci(flops) if mode == "flops" else None}
@@ -518,7 +518,7 @@ def moe_section(choice, flops, experts, fits):
                help="All experts stored (each expert ≈ 1/3 of the dense base: every other layer's FFN).")
         metric(cols[3], "planner_moe_tokens", "Training tokens", human(moe.tokens))
         metric(cols[4], "planner_moe_loss", "Predicted loss", f"{moe.loss:.4f}")
-        st.caption(f"Source: {citation}")
+        st.caption(f"Source: {literal(citation)}")
         return moe
     return None
 

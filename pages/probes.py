@@ -15,7 +15,7 @@ from core.probes.flops import flops_per_token
 from core.probes.model_configs import count_params
 from core.probes.sweep import SweepConfig, plan_sweep
 from services import probes as probe_runs
-from pages.common import get_store, progress_bar, user_errors
+from pages.common import get_store, literal, progress_bar, user_errors
 
 ARCH_LABELS = {"dense": "dense (Llama-style)", "moe": "MoE (Qwen3-MoE)", "both": "dense and MoE"}
 ARCHS = {"dense": ("dense",), "moe": ("moe",), "both": ("dense", "moe")}
@@ -84,7 +84,7 @@ choice = None
 with user_errors():
     choice = pick_device(device)
 if choice is not None:
-    c2.info(f"Runs on **{choice.kind}** ({choice.device}): {choice.name} — {choice.dtype}"
+    c2.info(f"Runs on **{choice.kind}** ({literal(choice.device)}): {literal(choice.name)} — {choice.dtype}"
             + (", bf16 autocast" if choice.dtype == "bf16" else "") + f", {choice.threads} CPU threads.")
 
 MODES = {"sweep": "IsoFLOP sweep", "throughput": "Throughput"}  # ?probe=<key> links straight to one
@@ -180,7 +180,7 @@ def sweep_section() -> None:
             live.draw()
             stored = outcome.stored
             st.session_state["probe_last_sweep"] = stored["tag"]
-            st.success(f"Stored {len(stored['runs'])} runs tagged {stored['tag']} in {duration(outcome.seconds)} "
+            st.success(f"Stored {len(stored['runs'])} runs tagged {literal(stored['tag'])} in {duration(outcome.seconds)} "
                        f"(estimated {duration(total_est)})"
                        + (f", with {len(stored['capture_ids'])} routing snapshots" if stored["capture_ids"] else "")
                        + ". They are runs like any other: see them on the Runs page, fit them below.")
@@ -238,9 +238,9 @@ def throughput_section() -> None:
             cols[2].metric("fwd+bwd TFLOP/s", f"{both.achieved_tflops:.3g}")
             cols[3].metric("fwd+bwd MFU", "n/a" if both.mfu is None else f"{both.mfu:.1%}")
             cols[4].metric("peak memory", f"{both.peak_memory_bytes / 2 ** 20:,.0f} MiB")
-            st.caption(f"MFU against {both.peak_tflops:.3g} TFLOP/s ({both.peak_source})." if both.peak_tflops
-                       else f"No MFU: {both.peak_source}.")
-            st.success(f"Stored probes #{', #'.join(map(str, ids))} on {fwd.device_name} ({fwd.dtype}); the Planner "
+            st.caption(f"MFU against {both.peak_tflops:.3g} TFLOP/s ({literal(both.peak_source)})." if both.peak_tflops
+                       else f"No MFU: {literal(both.peak_source)}.")
+            st.success(f"Stored probes #{', #'.join(map(str, ids))} on {literal(fwd.device_name)} ({fwd.dtype}); the Planner "
                        "can use the measured MFU.")
     elif st.session_state.get("thr_stop"):
         st.warning("Throughput probe stopped: nothing was stored.")
@@ -289,7 +289,7 @@ else:
             st.session_state["fit_runs"] = runs["name"].tolist()
             st.session_state["fit_metric"] = "eval_loss"
             st.switch_page("pages/fits.py")
-        c2.caption(f"Opens the Fits page with the {len(runs)} runs tagged {tag} selected and the held-out loss "
+        c2.caption(f"Opens the Fits page with the {len(runs)} runs tagged {literal(tag)} selected and the held-out loss "
                    "(eval_loss) as target. The runs are also on the Runs page (filter by the tag).")
 
 # ============================================================================================ stored throughput

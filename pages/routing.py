@@ -12,7 +12,7 @@ from core.routing import metrics, views
 from core.routing.capture import layer_arrays, load_moe_model
 from services import routing
 from services.routing_seed import bundled_checkpoints, bundled_documents, bundled_tokenizer
-from pages.common import get_store, progress_bar, user_errors
+from pages.common import get_store, literal, progress_bar, user_errors
 
 LOCAL = "local folder…"
 SIMILARITY_KINDS = {"gate": "gate projection", "up": "up projection", "down": "down projection",
@@ -139,7 +139,7 @@ with st.expander("New capture", expanded=captures.empty):
                                               checkpoint_step=None if trace_step is None else int(trace_step),
                                               n_experts=None if trace_experts is None else int(trace_experts))
                 st.session_state["routing_shown"] = new_id
-                st.success(f"Stored trace {trace_file.name} as capture #{new_id}.")
+                st.success(f"Stored trace {literal(trace_file.name)} as capture #{new_id}.")
 
 # ------------------------------------------------------------------ choose a capture
 captures = routing.list_captures(store)
@@ -163,9 +163,9 @@ n_experts, top_k = int(capture["n_experts"]), int(capture["top_k"])
 frame = cached_assignments(store, store.url, shown_id)
 layers = sorted(int(x) for x in frame["layer"].unique())
 info = capture["info"]
-st.caption(f"{capture['family']} · {len(layers)} MoE layers · {n_experts} experts, top-{top_k} · "
+st.caption(f"{literal(capture['family'])} · {len(layers)} MoE layers · {n_experts} experts, top-{top_k} · "
            f"{int(capture['n_tokens'])} tokens from {info.get('n_docs', '?')} document(s) · "
-           f"{info.get('source', 'capture')}{' on ' + info['device'] if info.get('device') else ''}")
+           + literal(f"{info.get('source', 'capture')}{' on ' + info['device'] if info.get('device') else ''}"))
 
 # ------------------------------------------------------------------ load and per-layer metrics
 st.subheader("Expert load")

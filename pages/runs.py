@@ -12,7 +12,7 @@ from importers import FORMATS
 from services.ingest import ingest_uploads
 from services import runs as runs_service
 from services.runs import DUPLICATE_POLICIES, X_AXES
-from pages.common import get_store, user_errors
+from pages.common import get_store, literal, user_errors
 
 store = get_store()
 st.title("Runs")
@@ -33,7 +33,7 @@ with st.expander("Upload training logs", expanded=True):
             fmt = None if fmt_label == "detect from content" else fmt_label
             # one upload is one transaction: every file parses, or nothing is stored
             added = ingest_uploads(store, [(f.name, f.getvalue()) for f in files], fmt=fmt, on_duplicate=policy)
-            st.success(f"Imported {len(added)} run(s): " + ", ".join(a["name"] for a in added[:10])
+            st.success(f"Imported {len(added)} run(s): " + literal(", ".join(a["name"] for a in added[:10]))
                        + (" …" if len(added) > 10 else ""))
 
 # ------------------------------------------------------------------ runs table
@@ -59,7 +59,7 @@ if name_filter:
     needle = name_filter.lower()
     table = table[table["name"].str.lower().str.contains(needle, regex=False)
                   | table["tags"].str.lower().str.contains(needle, regex=False)].reset_index(drop=True)
-    shown = ", ".join(table["name"].head(5)) + (" …" if len(table) > 5 else "")
+    shown = literal(", ".join(table["name"].head(5))) + (" …" if len(table) > 5 else "")
     st.caption(f"{len(table)} of {len(runs)} runs match: {shown}" if len(table) else "No run matches.")
 edited = st.data_editor(
     table, key="runs_table", hide_index=True, width="stretch",
@@ -98,7 +98,7 @@ if chosen and metric:
     with user_errors():
         curves = runs_service.curves(store, chosen, metric, x=x_axis, log_x=log_x)
         if curves.empty:
-            st.warning(f"The chosen runs have no {metric!r} points with a known {x_axis}: "
+            st.warning(f"The chosen runs have no {literal(repr(metric))} points with a known {x_axis}: "
                        "pick another x-axis, or fill in tokens per step / parameters in the table above.")
         else:
             curves = smooth_curves(curves, smoothing)
