@@ -36,9 +36,12 @@ def table_columns() -> dict[str, list[str]]:
     return {t.name: [c.name for c in t.columns] for t in tables()}
 
 
-def store_file(url: Optional[str] = None) -> Path:
-    """The database file a store URL names (the default store's without one)."""
-    return _file_of(url or default_url())
+def store_file(url: Optional[str] = None) -> Optional[Path]:
+    """The database file a store URL names (the default store's without one); None for a server URL."""
+    try:
+        return _file_of(url or default_url())
+    except StoreError:  # not a DuckDB file: a server database (or a URL Store() refuses itself)
+        return None
 
 
 def describe_url(url: str) -> str:

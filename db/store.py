@@ -77,9 +77,13 @@ def _driver_message(exc: BaseException) -> str:
 
 
 def _damaged(url: str, what: str) -> DamagedStoreError:
-    """The one message for a damaged file: what is wrong, and to restore a backup."""
-    return DamagedStoreError(f"The database file {_file_of(url)} is damaged ({what}): restore a backup with "
-                             f"`python cli.py restore BACKUP_DIR --db {url}`, or pass another file with --db.")
+    """The one message for a damaged store: what is wrong, and to restore a backup."""
+    try:
+        where, target = f"The database file {_file_of(url)}", url
+    except StoreError:  # a server URL: never shown, it may carry a password
+        where, target = "The database", "URL"
+    return DamagedStoreError(f"{where} is damaged ({what}): restore a backup with "
+                             f"`python cli.py restore BACKUP_DIR --db {target}`, or pass another file with --db.")
 
 
 def _damage_error(url: str, exc: BaseException) -> Optional[StoreError]:

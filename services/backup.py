@@ -112,7 +112,7 @@ def restore_store(folder: str | Path, url: Optional[str] = None, progress: Progr
     folder = Path(folder)
     manifest = read_manifest(folder)
     path = backup_db.store_file(url)
-    created = not path.exists()
+    created = path is not None and not path.exists()
     target = Store(url, create=True) if url else Store(create=True)
     try:
         counts = backup_db.load(target, folder, manifest, progress)
