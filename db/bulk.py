@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError
 from core.validation import check_file_size, check_text_file, check_unique_columns, clean_name
-from db import schema
+from db import dialects, schema
 from db.store import DUPLICATE_POLICIES, Store
 
 ALIASES = {
@@ -114,6 +115,13 @@ def _map_columns(conn, source: str, what: str) -> dict[str, str]:
     return found
 
 
+def _source(conn, literal: Path, what: str):
+    """The file's role -> column map, its typed DuckDB reader, and ``q(role)``: the quoted column of a
+    role (NULL for an optional one the file lacks)."""
+    cols = _map_columns(conn, _reader(literal), what)
+    return cols, _reader(literal, cols), lambda k: f'"{cols[k]}"' if k in cols else "NULL"
+
+
 def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error",
                       source_format: str = "csv_long", *, what: Optional[str] = None,
                       max_bytes: Optional[int] = None) -> list[dict]:
@@ -136,29 +144,17 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
         raise InputError(f"{what} does not exist or is not a file; check the path")
     check_file_size(path, what, max_bytes)
     check_unique_columns(_header(path, what), what)
+    if store.dialect is not dialects.DUCKDB:
+        return _ingest_long_table_copy(store, path, on_duplicate, source_format, what)
     with _literal_path(path) as literal, store.write() as conn:
-        source = _reader(literal)
         try:
-            cols = _map_columns(conn, source, what)
-            source = _reader(literal, cols)
-            q = lambda k: f'"{cols[k]}"' if k in cols else "NULL"  # noqa: E731
+            cols, source, q = _source(conn, literal, what)
             pairs = conn.exec_driver_sql(
                 f"SELECT CAST({q('run')} AS VARCHAR), CAST({q('metric')} AS VARCHAR), count(*) "
                 f"FROM {source} GROUP BY 1, 2").fetchall()
         except sa.exc.DBAPIError as exc:
             raise _unreadable(what, exc) from None
-        if not pairs:
-            raise InputError(f"{what} has a header but no rows; export the log after the run has written points")
-        if any(run is None for run, _, _ in pairs):
-            raise InputError(f"{what}: column '{cols['run']}' is empty in some rows; give every row a run name")
-        if any(metric is None for _, metric, _ in pairs):
-            raise InputError(f"{what}: column '{cols['metric']}' is empty in some rows; name the metric on every row")
-        # The importers' name rule, on each distinct name: trimmed, not empty, no control characters.
-        run_of = {raw: clean_name(raw, f"{what}: run name") for raw in sorted({r for r, _, _ in pairs})}
-        metric_of = {raw: clean_name(raw, f"{what}: metric name") for raw in sorted({m for _, m, _ in pairs})}
-        counts: dict[str, int] = {}
-        for raw, _, n in pairs:
-            counts[run_of[raw]] = counts.get(run_of[raw], 0) + n
+        run_of, metric_of, counts = _clean_names(pairs, cols, what)
         ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format)
         if not ids:
             return []
@@ -194,6 +190,88 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
             for n, i in ids.items()]
 
 
+def _clean_names(pairs: list, cols: dict[str, str], what: str):
+    """From the (raw run, raw metric, rows, ...) groups of a file: raw run -> run name, raw metric ->
+    metric name, and rows per run, after the importers' name rule (trimmed, not empty, no control
+    characters) on each distinct name."""
+    if not pairs:
+        raise InputError(f"{what} has a header but no rows; export the log after the run has written points")
+    if any(p[0] is None for p in pairs):
+        raise InputError(f"{what}: column '{cols['run']}' is empty in some rows; give every row a run name")
+    if any(p[1] is None for p in pairs):
+        raise InputError(f"{what}: column '{cols['metric']}' is empty in some rows; name the metric on every row")
+    run_of = {raw: clean_name(raw, f"{what}: run name") for raw in sorted({p[0] for p in pairs})}
+    metric_of = {raw: clean_name(raw, f"{what}: metric name") for raw in sorted({p[1] for p in pairs})}
+    counts: dict[str, int] = {}
+    for p in pairs:
+        counts[run_of[p[0]]] = counts.get(run_of[p[0]], 0) + p[2]
+    return run_of, metric_of, counts
+
+
+def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_format: str,
+                            what: str) -> list[dict]:
+    """The PostgreSQL path of :func:`ingest_long_table`: a private in-memory DuckDB reads the file (the
+    same readers, column and name rules, and bad-row rule as the DuckDB path) and checks every row
+    before the server is touched; then ONE PostgreSQL transaction creates the runs (under advisory
+    locks on their names) and takes the rows through COPY, streamed in Arrow batches, never whole."""
+    reader = sa.create_engine("duckdb:///:memory:", poolclass=sa.pool.StaticPool)
+    try:
+        with _literal_path(path) as literal, reader.connect() as duck:
+            try:
+                cols, source, q = _source(duck, literal, what)
+                typed = (f"SELECT CAST({q('run')} AS VARCHAR) AS run, CAST({q('metric')} AS VARCHAR) AS name, "
+                         + ", ".join(f"CAST({q(k)} AS DOUBLE) AS {k}" for k in ("step", "tokens", "flops", "wall_time",
+                                                                                  "value"))
+                         + f" FROM {source}")
+                # One pass: rows, final tokens/FLOPs and bad rows per (run, metric).
+                pairs = duck.exec_driver_sql(
+                    f"SELECT run, name, count(*), max(tokens), max(flops), count(*) FILTER ({_BAD_ROW}) "
+                    f"FROM ({typed}) m GROUP BY 1, 2").fetchall()
+            except sa.exc.DBAPIError as exc:
+                raise _unreadable(what, exc) from None
+            run_of, metric_of, counts = _clean_names(pairs, cols, what)
+            if any(p[5] for p in pairs):
+                bad = duck.exec_driver_sql(f"SELECT run, step, value, tokens, flops, wall_time FROM ({typed}) m "
+                                           f"WHERE {_BAD_ROW} LIMIT 1").one()
+                raise InputError(_bad_row_message(what, run_of[bad[0]], *bad[1:]))
+            final: dict[str, list] = {}
+            for raw, _, _, tokens, flops, _ in pairs:
+                seen = final.setdefault(run_of[raw], [None, None])
+                seen[0] = tokens if seen[0] is None or (tokens is not None and tokens > seen[0]) else seen[0]
+                seen[1] = flops if seen[1] is None or (flops is not None and flops > seen[1]) else seen[1]
+            with store.write() as conn:
+                store.dialect.lock_run_names(conn, sorted(counts))
+                ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format)
+                if not ids:
+                    return []
+                raws = [r for r in run_of if run_of[r] in ids]
+                raw_duck = duck.connection.driver_connection
+                raw_duck.register("_ss_src", pa.table({"raw": pa.array(raws, pa.string()), "run_id": pa.array(
+                    [ids[run_of[r]] for r in raws], pa.int32())}))
+                raw_duck.register("_ss_metric", pa.table({"raw": pa.array(list(metric_of), pa.string()),
+                                                          "name": pa.array(list(metric_of.values()), pa.string())}))
+                columns = ["run_id", "name", "step", "tokens", "flops", "wall_time", "value"]
+                rows = None
+                try:
+                    rows = raw_duck.sql(
+                        f"SELECT i.run_id, n.name, s.step, s.tokens, s.flops, s.wall_time, s.value FROM ({typed}) s "
+                        "JOIN _ss_src i ON i.raw = s.run JOIN _ss_metric n ON n.raw = s.name").to_arrow_reader(
+                        dialects.COPY_CHUNK_ROWS)
+                    dialects.copy_batches(conn, "metrics", columns, rows)
+                except duckdb.Error as exc:
+                    raise _unreadable(what, exc) from None
+                finally:
+                    if rows is not None:
+                        rows.close()  # a COPY that failed midway leaves the reader open otherwise
+                conn.execute(sa.update(schema.runs).where(schema.runs.c.id == sa.bindparam("run_id")).values(
+                    tokens=sa.bindparam("t"), flops=sa.bindparam("f")),
+                    [{"run_id": i, "t": final[n][0], "f": final[n][1]} for n, i in ids.items()])
+    finally:
+        reader.dispose()
+    return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}
+            for n, i in ids.items()]
+
+
 def _unreadable(what: str, exc: Exception) -> InputError:
     first = (str(getattr(exc, "orig", exc)).splitlines() or [type(exc).__name__])[0][:200]
     if "NOT NULL" in first:
@@ -210,7 +288,11 @@ def _explain_bad_row(conn, filename: str) -> None:
     bad = conn.exec_driver_sql(
         "SELECT r.name, m.step, m.value, m.tokens, m.flops, m.wall_time FROM metrics m JOIN _ss_ids i ON i.run_id = m.run_id "
         f"JOIN runs r ON r.id = m.run_id WHERE {_BAD_ROW} LIMIT 1").one()
-    run, step, value, tokens, flops, wall = bad
+    raise InputError(_bad_row_message(filename, *bad))
+
+
+def _bad_row_message(filename: str, run, step, value, tokens, flops, wall) -> str:
+    """What is wrong with the first bad row, and what to do."""
     if step is None:
         what = "a missing step"
     elif value is not None and not math.isfinite(value):
@@ -223,7 +305,7 @@ def _explain_bad_row(conn, filename: str) -> None:
         what = f"an infinite tokens/flops count at step {step:g}"
     else:
         what = f"a negative tokens/flops count at step {step:g}"
-    raise InputError(f"{filename}: run {run!r} has {what}; fix or remove that row and import again.")
+    return f"{filename}: run {run!r} has {what}; fix or remove that row and import again."
 
 
 def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_format: str):
@@ -253,6 +335,11 @@ def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_fo
     if not names:
         return {}, rename
     final = [rename.get(n, n) for n in names]
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(sa.insert(schema.runs).returning(schema.runs.c.id, sort_by_parameter_order=True), [
+            {"name": f, "source_format": source_format, "source_file": what, "arch": "dense",
+             "flops_rule": "as logged", "config": "{}", "tags": "[]"} for f in final]).scalars().all()
+        return dict(zip(names, rows)), rename
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_names (run VARCHAR, final VARCHAR)")
     Store.bulk_insert(conn, sa.table("_ss_names"), pa.table({"run": names, "final": final}))
     conn.exec_driver_sql(

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from db import schema
+from db import dialects, schema
 from db.store import Store
 
 # Score identity: importing a score again for the same run, step, task and metric replaces it.
@@ -53,6 +53,15 @@ def insert_evals(conn, rows: pd.DataFrame) -> int:
 def delete_same_scores(conn, rows: pd.DataFrame) -> int:
     """Delete stored scores that ``rows`` give again (same run, step, task, metric); returns how many."""
     table = eval_table(rows).select(SCORE_KEY)
+    if conn.dialect.name == "postgresql":  # the keys go to a temporary table through COPY
+        conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS _ss_score_keys (run_id integer, step double precision, "
+                             "task text, metric text) ON COMMIT DELETE ROWS")
+        dialects.POSTGRESQL.bulk_insert(conn, "_ss_score_keys", table)
+        result = conn.exec_driver_sql(
+            "DELETE FROM evals e USING _ss_score_keys v WHERE e.run_id = v.run_id AND e.task = v.task "
+            "AND e.metric = v.metric AND e.step IS NOT DISTINCT FROM v.step")
+        conn.exec_driver_sql("TRUNCATE _ss_score_keys")
+        return max(int(result.rowcount or 0), 0)
     raw = conn.connection.driver_connection
     view = f"_ss_evals_{threading.get_ident()}"
     raw.register(view, table)
@@ -67,9 +76,15 @@ def delete_same_scores(conn, rows: pd.DataFrame) -> int:
 
 def evals_with_scale(store: Store, loss_metric: str = "loss") -> pd.DataFrame:
     """Every eval row joined to its run (id, name, source_format, config JSON text, sizes) and to the
-    run's latest ``loss_metric`` row at or before the eval's step (a DuckDB ASOF join): m_step,
-    m_tokens, m_flops, and ``loss`` (the run's last value for a final-model eval, step NULL)."""
-    sql = sa.text("""
+    run's latest ``loss_metric`` row at or before the eval's step (a DuckDB ASOF join; a LATERAL
+    join on PostgreSQL): m_step, m_tokens, m_flops, and ``loss`` (the run's last value for a
+    final-model eval, step NULL)."""
+    with store.read() as conn:
+        sql = _EVALS_WITH_SCALE_PG if conn.dialect.name == "postgresql" else _EVALS_WITH_SCALE_DUCKDB
+        return pd.read_sql(sql, conn, params={"loss_metric": loss_metric})
+
+
+_EVALS_WITH_SCALE_DUCKDB = sa.text("""
         WITH m AS (SELECT run_id, step, tokens, flops, value FROM metrics
                    WHERE name = :loss_metric AND step IS NOT NULL),
              fin AS (SELECT run_id, arg_max(value, step) AS loss FROM m GROUP BY run_id),
@@ -83,5 +98,18 @@ def evals_with_scale(store: Store, loss_metric: str = "loss") -> pd.DataFrame:
         ASOF LEFT JOIN m a ON a.run_id = e.run_id AND e.s >= a.step
         LEFT JOIN fin ON fin.run_id = e.run_id
         ORDER BY r.id, e.task, e.metric, e.step NULLS LAST""")
-    with store.read() as conn:
-        return pd.read_sql(sql, conn, params={"loss_metric": loss_metric})
+_EVALS_WITH_SCALE_PG = sa.text("""
+        WITH m AS (SELECT run_id, step, tokens, flops, value FROM metrics
+                   WHERE name = :loss_metric AND step IS NOT NULL),
+             fin AS (SELECT DISTINCT ON (run_id) run_id, value AS loss FROM m ORDER BY run_id, step DESC)
+        SELECT r.id AS run_id, r.name AS run, r.source_format, r.config, e.step, e.task, e.metric, e.value,
+               e.stderr, e.source_file, coalesce(r.n_params, r.n_active_params) AS n_params,
+               r.n_active_params, r.tokens AS run_tokens, r.flops AS run_flops, r.tokens_per_step,
+               a.step AS m_step, a.tokens AS m_tokens, a.flops AS m_flops,
+               CASE WHEN e.step IS NULL THEN fin.loss ELSE a.value END AS loss
+        FROM evals e JOIN runs r ON r.id = e.run_id
+        LEFT JOIN LATERAL (SELECT m.step, m.tokens, m.flops, m.value FROM m
+                           WHERE m.run_id = e.run_id AND m.step <= coalesce(e.step, -1)
+                           ORDER BY m.step DESC LIMIT 1) a ON true
+        LEFT JOIN fin ON fin.run_id = e.run_id
+        ORDER BY r.id, e.task, e.metric, e.step NULLS LAST""")

@@ -15,10 +15,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from core.errors import InputError
-from db import schema
+from db import dialects, schema
 from db.store import Store
 
 captures, assignments = schema.routing_captures, schema.routing_assignments
@@ -55,6 +56,12 @@ def store_capture_from_parquet(store: Store, meta: dict, path: str | Path) -> in
     cols = ", ".join(ASSIGNMENT_COLUMNS)
     with store.write() as conn:
         capture_id = insert_capture(conn, meta)
+        if conn.dialect.name == "postgresql":  # pyarrow reads the file, COPY stores the rows
+            batches = pq.ParquetFile(path).iter_batches(batch_size=dialects.COPY_CHUNK_ROWS, columns=ASSIGNMENT_COLUMNS)
+            dialects.copy_batches(conn, assignments.name, ["capture_id"] + ASSIGNMENT_COLUMNS, (
+                pa.RecordBatch.from_arrays([pa.array(np.full(b.num_rows, capture_id, dtype=np.int32))]
+                                           + b.columns, ["capture_id"] + ASSIGNMENT_COLUMNS) for b in batches))
+            return capture_id
         conn.exec_driver_sql(f"INSERT INTO routing_assignments (capture_id, {cols}) "
                              f"SELECT {capture_id}, {cols} FROM read_parquet('{quoted}')")
     return capture_id

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from core.fitting.diagnostics import DIAGNOSTICS as FIT_RESULT_METHODS
 from core.fitting.result import upgrade_stored_v2
 from core.jsonable import jsonable
 from core.registry import LAWS
-from db import schema
+from db import dialects, schema
 from core.runs import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun
 
 DEFAULT_URL = "duckdb:///data/scalescope.duckdb"
@@ -108,6 +109,11 @@ class Store:
         file is reported now rather than by the first query that meets the damage.
         """
         self.url = url or default_url()
+        self.dialect = dialects.for_url(self.url)
+        self.display_url = dialects.safe_url(self.url)  # what messages, logs and pages may show
+        if self.dialect is not dialects.DUCKDB:
+            self._open_server(create, check)
+            return
         path = _file_of(self.url)
         if not create:
             if not path.exists():
@@ -146,9 +152,33 @@ class Store:
                              f"`python cli.py restore BACKUP_DIR --db URL`, or close the other program that "
                              "holds the file.") from exc
 
+    def _open_server(self, create: bool, check: bool) -> None:
+        """Open a store on a database server (PostgreSQL): no file and no per-file lock; writers are
+        kept apart by transactions and advisory locks (db/dialects.py)."""
+        self._lock = contextlib.nullcontext()
+        self.engine = None
+        try:
+            self.engine = sa.create_engine(self.url, **self.dialect.engine_options())
+            sa.event.listen(self.engine, "handle_error", self._translate_error)
+            self._upgrade(self.display_url, create)
+        except Exception as exc:
+            if self.engine is not None:
+                self.engine.dispose()
+            if isinstance(exc, StoreError):
+                raise StoreError(dialects.scrub(str(exc), self.url)) from None
+            lost = self.dialect.connection_lost(self.url, exc)
+            if lost is not None:
+                raise lost from None
+            raise StoreError(f"Cannot open the database {self.display_url}: "
+                             f"{dialects.scrub(_driver_message(exc), self.url)}. Check the URL, the user's rights "
+                             "on that database, and that the server runs.") from None
+
     def _translate_error(self, ctx):
-        """SQLAlchemy ``handle_error`` hook: a query that meets a damaged block raises one StoreError."""
-        return _damage_error(self.url, ctx.original_exception)
+        """SQLAlchemy ``handle_error`` hook: a query that meets a damaged block (DuckDB) or a server that
+        went away (PostgreSQL) raises one StoreError."""
+        if self.dialect is dialects.DUCKDB:
+            return _damage_error(self.url, ctx.original_exception)
+        return self.dialect.connection_lost(self.url, ctx.sqlalchemy_exception or ctx.original_exception)
 
     # ---------------------------------------------------------------- schema and transactions
     def _upgrade(self, path: Path, create: bool) -> None:
@@ -158,30 +188,54 @@ class Store:
         upgraded; a current one is left as it is. Anything else is refused untouched: a database
         with other tables, ScaleScope tables without their version row, a newer schema.
         """
+        if self.dialect is not dialects.DUCKDB:
+            # Many processes may open a new server store at once: one creates the schema, under an
+            # advisory lock held to the end of this transaction; the others then find it current.
+            with self.engine.begin() as conn:
+                self.dialect.lock_schema(conn)
+                tables = set(sa.inspect(conn).get_table_names())
+                version = self._needed_upgrade(path, create, tables, self._recorded_version(conn, path, tables))
+                if version is not None:
+                    self._create_and_migrate(conn, version)
+            return
         with self.engine.connect() as conn:
             self._check_length(conn, path)
             tables = set(sa.inspect(conn).get_table_names())
-            version = self._recorded_version(conn, path, tables)
+            version = self._needed_upgrade(path, create, tables, self._recorded_version(conn, path, tables))
+        if version is not None:
+            with self.engine.begin() as conn:
+                self._create_and_migrate(conn, version)
+
+    def _needed_upgrade(self, path, create: bool, tables: set, version: Optional[int]) -> Optional[int]:
+        """The schema version to upgrade from (that of a new store for an empty database), or None when
+        the store is current; raises StoreError for what must be refused untouched."""
         if version == schema.SCHEMA_VERSION:
             missing = sorted(set(schema.metadata.tables) - tables)
             if missing:
-                raise _damaged(self.url, f"it records schema version {version} but lacks the table(s) "
-                                         f"{', '.join(missing)}")
-            return
+                what = f"it records schema version {version} but lacks the table(s) {', '.join(missing)}"
+                if self.dialect is dialects.DUCKDB:
+                    raise _damaged(self.url, what)
+                raise DamagedStoreError(f"The database {path} is damaged ({what}): restore a backup into a new "
+                                        "database with `python cli.py restore BACKUP_DIR --db URL`.")
+            return None
         if version is None and not create:
             raise StoreError(f"{path} is an empty database, not a ScaleScope store: pass a store file with --db, "
                              "or import runs into it first with `python cli.py ingest FILE`.")
         version = schema.SCHEMA_VERSION if version is None else version
         if version > schema.SCHEMA_VERSION:
             raise StoreError(
-                f"The database {self.url} has schema version {version}, newer than this ScaleScope "
+                f"The database {self.display_url} has schema version {version}, newer than this ScaleScope "
                 f"({schema.SCHEMA_VERSION}). Upgrade ScaleScope, or open another file with --db.")
-        with self.engine.begin() as conn:
-            schema.metadata.create_all(conn)
-            for step in range(version, schema.SCHEMA_VERSION):
-                MIGRATIONS[step](conn)
-            conn.execute(sa.delete(schema.schema_info))
-            conn.execute(sa.insert(schema.schema_info).values(version=schema.SCHEMA_VERSION))
+        return version
+
+    @staticmethod
+    def _create_and_migrate(conn, version: int) -> None:
+        """Create missing tables, run the upgrade steps from ``version``, record the current version."""
+        schema.metadata.create_all(conn)
+        for step in range(version, schema.SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+        conn.execute(sa.delete(schema.schema_info))
+        conn.execute(sa.insert(schema.schema_info).values(version=schema.SCHEMA_VERSION))
 
     def _check_length(self, conn, path: Path) -> None:
         """A DuckDB file cut short (a copy or download that stopped early) is refused at once: its
@@ -234,10 +288,17 @@ class Store:
 
     @contextmanager
     def write(self):
-        """One serialised write transaction: commits whole on success, rolls back on any error."""
+        """One write transaction: commits whole on success, rolls back on any error. Serialised per
+        file on DuckDB; on PostgreSQL concurrent writers are kept apart by the server (db/dialects.py)."""
         with self._lock:
-            with self.engine.begin() as conn:
-                yield conn
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.DBAPIError as exc:  # a COPY that lost its server bypasses the handle_error hook
+                lost = self.dialect.connection_lost(self.url, exc)
+                if lost is None:
+                    raise
+                raise lost from None
 
     @contextmanager
     def read(self):
@@ -253,15 +314,8 @@ class Store:
         arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         if arrow.num_rows == 0:
             return 0
-        raw = conn.connection.driver_connection
-        view = f"_ss_bulk_{threading.get_ident()}"
-        cols = ", ".join(f'"{c}"' for c in arrow.column_names)
-        raw.register(view, arrow)
-        try:
-            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')
-        finally:
-            raw.unregister(view)
-        return arrow.num_rows
+        # DuckDB scans the Arrow table in place; PostgreSQL takes it through COPY (db/dialects.py).
+        return dialects.for_conn(conn).bulk_insert(conn, table.name, arrow)
 
     # ---------------------------------------------------------------- runs: ingest
     def ingest(self, parsed: Sequence[ParsedRun], on_duplicate: str = "error") -> list[dict]:
@@ -294,6 +348,7 @@ class Store:
         be validated (:meth:`ingest` does it; callers use :func:`validate_parsed`).
         """
         added: list[dict] = []
+        dialects.for_conn(conn).lock_run_names(conn, [p.name for p in parsed])
         existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
         for p in parsed:
             name = p.name
@@ -451,7 +506,7 @@ class Store:
 
     def curves(self, run_names: Sequence[str], metric: str, x: str = "step",
                max_points: int = 2000, log_x: bool = False) -> pd.DataFrame:
-        """Downsampled curves, computed inside DuckDB.
+        """Downsampled curves, computed inside the database (DuckDB or PostgreSQL: db/dialects.py).
 
         Each run's x range is cut into ``max_points`` buckets (in log x when ``log_x``); per bucket
         the last point (largest x) is kept with the bucket's min and max value, so spikes survive
@@ -467,19 +522,7 @@ class Store:
             return pd.DataFrame(columns=["run", "x", "value", "vmin", "vmax", "n"])
         xexpr = f"ln(m.{x})" if log_x else f"m.{x}"
         positive = f" AND m.{x} > 0" if log_x else ""
-        sql = f"""
-            WITH s AS (
-                SELECT m.run_id, m.{x} AS x, {xexpr} AS bx, m.value FROM metrics m
-                WHERE m.run_id IN :ids AND m.name = :metric AND m.{x} IS NOT NULL{positive}),
-            b AS (SELECT run_id, min(bx) AS lo, max(bx) AS hi FROM s GROUP BY run_id),
-            k AS (
-                SELECT s.run_id, s.x, s.value,
-                       CASE WHEN b.hi > b.lo THEN floor((s.bx - b.lo) / (b.hi - b.lo) * :nb) ELSE 0 END AS bucket
-                FROM s JOIN b ON s.run_id = b.run_id)
-            SELECT r.name AS run, arg_max(k.x, k.x) AS x, arg_max(k.value, k.x) AS value,
-                   min(k.value) AS vmin, max(k.value) AS vmax, count(*) AS n
-            FROM k JOIN runs r ON r.id = k.run_id
-            GROUP BY r.id, r.name, k.bucket ORDER BY r.id, x"""
+        sql = self.dialect.curves_sql(x, xexpr, positive)
         stmt = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
         with self.read() as conn:
             return pd.read_sql(stmt, conn, params={"ids": list(ids.values()), "metric": metric,
@@ -497,17 +540,7 @@ class Store:
         if at_step is not None:
             where += " AND m.step = :at_step"
             params["at_step"] = float(at_step)
-        sql = f"""
-            SELECT r.id AS run_id, r.name AS run, r.arch, r.n_params, r.n_nonembedding_params,
-                   r.n_active_params, r.n_experts, r.top_k, r.tokens AS run_tokens, r.flops AS run_flops,
-                   r.tags, r.config,
-                   arg_max(m.value, coalesce(m.step, 1e300)) AS value,
-                   arg_max(m.step, coalesce(m.step, 1e300)) AS step,
-                   arg_max(m.tokens, coalesce(m.step, 1e300)) AS tokens,
-                   arg_max(m.flops, coalesce(m.step, 1e300)) AS flops
-            FROM runs r JOIN metrics m ON m.run_id = r.id
-            WHERE {where} {"AND r.name IN :names" if run_names is not None else ""}
-            GROUP BY ALL ORDER BY r.id"""
+        sql = self.dialect.final_values_sql(where, "AND r.name IN :names" if run_names is not None else "")
         stmt = sa.text(sql)
         if run_names is not None:
             params["names"] = list(run_names)

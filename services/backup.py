@@ -122,7 +122,7 @@ def restore_store(folder: str | Path, url: Optional[str] = None, progress: Progr
             _remove_store_file(path)
         raise
     target.close()
-    return {"url": target.url, "schema_version": manifest["schema_version"], "tables": counts,
+    return {"url": target.display_url, "schema_version": manifest["schema_version"], "tables": counts,
             "rows": sum(counts.values()), "backup_created_at": manifest.get("created_at")}
 
 

@@ -30,7 +30,7 @@ def _trace(path: Path) -> Path:
 
 
 @pytest.fixture
-def seeded(tmp_path, monkeypatch) -> str:
+def seeded(tmp_path, monkeypatch, request, new_db_url) -> str:
     """A store holding a bit of everything: runs + metrics (the bundled probe sweep, or the synthetic
     one), its evals and fit, a routing capture and a probe row; one run deleted, so the runs id
     sequence is ahead of the largest id."""
@@ -40,7 +40,8 @@ def seeded(tmp_path, monkeypatch) -> str:
     from services.seed import probe_demo, seed_if_empty
 
     monkeypatch.setenv("SCALESCOPE_DEMO", "probe" if probe_demo() else "synthetic")
-    url = f"duckdb:///{tmp_path / 'source.duckdb'}"
+    # The source's engine: DuckDB unless a test names another (indirect parametrisation).
+    url = new_db_url(getattr(request, "param", "duckdb"), "source")
     store = Store(url)
     seed_if_empty(store)
     save_fit(store, law="chinchilla", method="approach3", target="loss", selection={"runs": ["x"]},
@@ -83,7 +84,15 @@ def one_line_error(code: int, err: str, needle: str) -> None:
     assert needle in err, err
 
 
-def test_backup_restore_round_trip_keeps_rows_ids_and_sequences(seeded, tmp_path, capsys):
+# Every pair of engines: a backup made on one restores on the other (tests/conftest.py, new_db_url).
+ENGINE_PAIRS = [("duckdb", "duckdb"), ("postgresql", "postgresql"), ("duckdb", "postgresql"),
+                ("postgresql", "duckdb")]
+
+
+@pytest.mark.parametrize("seeded, target_engine", ENGINE_PAIRS, indirect=["seeded"],
+                         ids=[f"{a}-to-{b}" for a, b in ENGINE_PAIRS])
+def test_backup_restore_round_trip_keeps_rows_ids_and_sequences(seeded, target_engine, new_db_url, tmp_path,
+                                                                 capsys):
     before = contents(seeded)
     assert all(before[t][0] > 0 for t in ("runs", "metrics", "evals", "fits", "routing_captures",
                                           "routing_assignments", "probes")), before
@@ -98,7 +107,8 @@ def test_backup_restore_round_trip_keeps_rows_ids_and_sequences(seeded, tmp_path
     assert {t: e["rows"] for t, e in manifest["tables"].items()} == report["tables"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(["manifest.json"] + [f"{t}.parquet" for t in TABLES])
 
-    target = f"duckdb:///{tmp_path / 'new' / 'restored.duckdb'}"
+    target = (f"duckdb:///{tmp_path / 'new' / 'restored.duckdb'}" if target_engine == "duckdb"
+              else new_db_url(target_engine))
     code, out, err = run(capsys, "restore", str(folder), "--db", target, "--json")
     assert code == 0, err
     restored = json.loads(out)

@@ -12,6 +12,12 @@ from core.errors import DuplicateRunError, InputError
 from db.bulk import ingest_long_table
 
 
+@pytest.fixture
+def db_url(any_db_url):
+    """Each test here runs on both engines: a DuckDB file and a PostgreSQL database (tests/conftest.py)."""
+    return any_db_url
+
+
 def write_long(path, runs=("a", "b"), steps=50, value=None):
     rows = []
     for r in runs:

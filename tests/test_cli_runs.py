@@ -10,6 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+
+@pytest.fixture
+def db_url(any_db_url):
+    """Each test here runs on both engines: a DuckDB file and a PostgreSQL database (tests/conftest.py)."""
+    return any_db_url
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

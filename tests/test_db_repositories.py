@@ -12,6 +12,12 @@ from core.runs import ParsedRun
 from db import evals as eval_rows, routing as captures, runs as run_rows
 
 
+@pytest.fixture
+def db_url(any_db_url):
+    """Each test here runs on both engines: a DuckDB file and a PostgreSQL database (tests/conftest.py)."""
+    return any_db_url
+
+
 def _run(name: str, steps=(0.0, 10.0, 20.0)) -> ParsedRun:
     metrics = pd.DataFrame({"name": "loss", "step": list(steps), "tokens": None, "flops": None,
                             "wall_time": None, "value": [3.0, 2.5, 2.0][:len(steps)]})

@@ -15,6 +15,13 @@ from db.fits import delete_fit, get_fit, list_fits, load_result
 from importers.base import ParsedRun
 from services.seed import seed_if_empty
 
+
+@pytest.fixture
+def db_url(any_db_url):
+    """Each test here runs on both engines: a DuckDB file and a PostgreSQL database (tests/conftest.py)."""
+    return any_db_url
+
+
 QUICK = dict(grid="quick", n_bootstrap=50)  # the full 4,500-start grid is tested in the core tests
 
 

@@ -16,6 +16,12 @@ from services.seed import probe_demo, seed_if_empty
 from db.store import Store
 
 
+@pytest.fixture
+def db_url(any_db_url):
+    """Each test here runs on both engines: a DuckDB file and a PostgreSQL database (tests/conftest.py)."""
+    return any_db_url
+
+
 def make_run(name, n_steps=100, n_params=1e6, value=None, **kw):
     step = np.arange(n_steps, dtype=float)
     metrics = pd.DataFrame({"name": "loss", "step": step, "tokens": np.nan, "flops": np.nan,
@@ -95,7 +101,7 @@ def test_eight_threads_import_concurrently(store):
         assert runs.loc[runs["name"].str.startswith(f"t{i}-"), "n_metric_rows"].tolist() == [500 + i] * 3
     with store.read() as conn:
         dupes = conn.execute(sa.text(
-            "SELECT count(*) FROM (SELECT run_id, step FROM metrics GROUP BY 1, 2 HAVING count(*) > 1)")).scalar_one()
+            "SELECT count(*) FROM (SELECT run_id, step FROM metrics GROUP BY 1, 2 HAVING count(*) > 1) AS dup")).scalar_one()
     assert dupes == 0
     assert counts(store) == (24, sum(3 * (500 + i) for i in range(8)))
 
