@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "route": "route",
     "probe": "probe",
     "backup": "backup", "restore": "backup",
+    "watch": "watch",
 }
 
 

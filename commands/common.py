@@ -19,13 +19,13 @@ def open_store(args) -> Store:
 
 
 def _stores_new_data(args) -> bool:
-    """Whether this sub-command adds data (ingest, fit, evals import, route capture/trace, probe, restore)."""
+    """Whether this sub-command adds data (ingest, fit, evals import, route capture/trace, probe, restore, watch)."""
     command = getattr(args, "command", None)
     if command == "evals":
         return getattr(args, "evals_command", None) == "import"
     if command == "route":
         return not getattr(args, "list", False) and getattr(args, "show", None) is None
-    return command in ("ingest", "fit", "probe", "restore")
+    return command in ("ingest", "fit", "probe", "restore", "watch")
 
 
 def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -1,13 +1,14 @@
 """CLI: ingest logs, list, edit, export and delete runs (issue 2)."""
 from __future__ import annotations
 
-from core.errors import InputError
+from core.errors import InputError, StoreLockedError
 from core.validation import printable
 from importers import FORMATS
 from services.ingest import ingest_paths
 from commands.common import add_common, emit, open_store
 from services import runs as runs_service
-from services.runs import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS
+from services.runs import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS, default_url
+from services.watch import hand_to_inbox
 
 
 def register(sub) -> None:
@@ -39,7 +40,16 @@ def register(sub) -> None:
 
 
 def ingest(args) -> int:
-    added = ingest_paths(open_store(args), args.files, fmt=args.format, on_duplicate=args.on_duplicate or "error")
+    policy = args.on_duplicate or "error"
+    try:
+        store = open_store(args)
+    except StoreLockedError:  # a running dashboard holds the DuckDB file: hand the files to its inbox
+        batch = hand_to_inbox(args.db or default_url(), args.files, fmt=args.format, on_duplicate=policy)
+        emit(args, {"runs": [], "handed_to": str(batch)},
+             f"the store is held by a running dashboard: handed {len(args.files)} file(s) to its inbox "
+             f"({batch}); a dashboard (or `cli.py watch`) on this store imports them within a few seconds")
+        return 0
+    added = ingest_paths(store, args.files, fmt=args.format, on_duplicate=policy)
     emit(args, {"runs": [{k: a[k] for k in ("name", "format", "n_metric_rows")} for a in added]},
          "\n".join(f"added {printable(a['name'])} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
          or "nothing added")

@@ -41,6 +41,11 @@ class StoreError(ScaleScopeError):
     """The database cannot be opened or upgraded."""
 
 
+class StoreLockedError(StoreError):
+    """Another process holds the DuckDB file (one writer process per file): ``cli.py ingest`` then
+    hands its files to that process's inbox (services/watch.py) instead of failing."""
+
+
 class DamagedStoreError(StoreError):
     """The database file is cut short, has corrupted blocks or lost ScaleScope's own records:
     the message says to restore a backup (``cli.py restore``)."""

@@ -10,7 +10,7 @@ from sqlalchemy import (
 )
 
 # Bump when a table or column changes, and add the upgrade step to db.store.MIGRATIONS.
-SCHEMA_VERSION = 3  # 3: stored fits in the typed FitResult layout (budget table, declared diagnostics)
+SCHEMA_VERSION = 4  # 3: stored fits in the typed FitResult layout; 4: watched folders (runs.last_grew, watch_*)
 
 metadata = MetaData()
 
@@ -40,6 +40,7 @@ runs = Table(
     Column("config", Text),                     # JSON
     Column("tags", Text),                       # JSON list
     Column("created_at", DateTime, server_default=func.now()),
+    Column("last_grew", Double),                # Unix time a watched file last added rows (NULL: not watched)
 )
 
 # Long time series; no primary key: (run_id, name, step) is the natural key, bulk-loaded via Arrow.
@@ -127,4 +128,29 @@ probes = Table(
     Column("mfu", Double),
     Column("peak_memory_bytes", Double),
     Column("created_at", DateTime, server_default=func.now()),
+)
+
+# Watched folders (issue 11 §1): the folders the Runs page's panel added (folders given with --watch or
+# $SCALESCOPE_WATCH live only in the process), and what the watcher knows of each file it reads.
+watch_folders = Table(
+    "watch_folders", metadata,
+    Column("path", String, primary_key=True),     # absolute path, as the user gave it resolved
+    Column("added_at", DateTime, server_default=func.now()),
+)
+
+watch_files = Table(
+    "watch_files", metadata,
+    Column("path", String, primary_key=True),     # absolute path of the file
+    Column("folder", String, nullable=False),     # the watched folder it was found in
+    Column("format", String),                     # importer key (importers.FORMATS), once detected
+    Column("runs", Text),                         # JSON list of the run names this file feeds
+    Column("size", BigInteger),                   # size and mtime at the last scan: unchanged => not read
+    Column("mtime", Double),
+    Column("inode", BigInteger),                  # a new inode = the file was replaced: read it again whole
+    Column("consumed", BigInteger),               # byte offset read up to (complete lines / records)
+    Column("state", Text),                        # JSON: the reader's resume state (header, wall-time origin, ...)
+    Column("status", String, nullable=False),     # ok | waiting | error | gone
+    Column("error", Text),                        # why the file stopped (status error), literally
+    Column("n_rows", BigInteger),                 # metric rows this file has stored
+    Column("updated_at", Double),                 # Unix time of the last change of this row
 )

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from core.errors import DamagedStoreError, DuplicateRunError, InputError, StoreError
+from core.errors import DamagedStoreError, DuplicateRunError, InputError, StoreError, StoreLockedError
 from core.fitting.diagnostics import DIAGNOSTICS as FIT_RESULT_METHODS
 from core.fitting.result import upgrade_stored_v2
 from core.jsonable import jsonable
@@ -141,7 +141,7 @@ class Store:
             if isinstance(exc, StoreError):
                 raise
             if "Could not set lock" in str(exc):
-                raise StoreError(
+                raise StoreLockedError(
                     f"The database {self.url} is open in another process (DuckDB allows one writer process "
                     "per file): stop the dashboard or other CLI using it, or pass another file with --db.") from exc
             damaged = _damage_error(self.url, exc)
@@ -601,7 +601,16 @@ def _upgrade_from_2(conn) -> None:
             diagnostics=json.dumps(jsonable(diagnostics), allow_nan=False)))
 
 
-MIGRATIONS = {0: _upgrade_from_0, 1: _upgrade_from_1, 2: _upgrade_from_2}
+def _upgrade_from_3(conn) -> None:
+    """Version 3 → 4: watched folders (issue 11 §1). create_all() has added watch_folders and
+    watch_files; runs gains last_grew (when a watched file last added rows; NULL for other runs)."""
+    columns = conn.execute(sa.select(sa.literal_column("*")).select_from(sa.table("runs")).limit(0)).keys()
+    if "last_grew" not in columns:
+        kind = schema.runs.c.last_grew.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN last_grew {kind}")
+
+
+MIGRATIONS = {0: _upgrade_from_0, 1: _upgrade_from_1, 2: _upgrade_from_2, 3: _upgrade_from_3}
 
 
 # -------------------------------------------------------------------- helpers

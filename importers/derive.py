@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextvars import ContextVar
 from typing import Iterable, Optional
 
 import numpy as np
@@ -25,6 +26,9 @@ FLOPS_PER_PARAM_TOKEN = 6.0
 # Wall times above this many seconds (~31 years) are Unix timestamps, not durations.
 UNIX_TIME_FLOOR = 1e9
 INTEGER_FIELDS = ("n_experts", "top_k", "seq_len")
+# Unix-time wall-clock origins by run name, for a file read in pieces (importers/incremental.py): when
+# set, finish_run measures wall times from the origin recorded here (recording the first piece's).
+WALL_ORIGINS: ContextVar[Optional[dict]] = ContextVar("wall_origins", default=None)
 
 
 def metrics_frame(
@@ -109,7 +113,9 @@ def finish_run(run: ParsedRun, what: str) -> ParsedRun:
 
     wall = m["wall_time"]
     if wall.notna().any() and wall.min() > UNIX_TIME_FLOOR:
-        m["wall_time"] = wall - wall.min()  # seconds since the run's first logged point
+        origins = WALL_ORIGINS.get()
+        origin = float(wall.min()) if origins is None else origins.setdefault(run.name, float(wall.min()))
+        m["wall_time"] = wall - origin  # seconds since the run's first logged point
 
     if run.tokens is None and m["tokens"].notna().any():
         run.tokens = float(m["tokens"].max())

@@ -89,17 +89,16 @@ def _scalar(value) -> Optional[float]:
     return None
 
 
-def read_scalars(path: str, what: str) -> tuple[list[str], list[float], list[float], list[float]]:
-    """All scalar points of one event file: (tags, steps, wall_times, values)."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+def scalar_points(events, what: str) -> tuple[list[str], list[float], list[float], list[float], int]:
+    """The scalar points of ``events`` (Event protos): (tags, steps, wall_times, values, events seen).
 
-    expected = count_records(path, what)
+    Shared by the whole-file read below and the incremental reader (importers/incremental.py)."""
     tags: list[str] = []
     steps: list[float] = []
     walls: list[float] = []
     values: list[float] = []
     seen = 0
-    for event in EventFileLoader(path).Load():
+    for event in events:
         seen += 1
         if not event.HasField("summary"):
             continue
@@ -118,6 +117,15 @@ def read_scalars(path: str, what: str) -> tuple[list[str], list[float], list[flo
             steps.append(float(event.step))
             walls.append(float(event.wall_time))
             values.append(scalar)
+    return tags, steps, walls, values, seen
+
+
+def read_scalars(path: str, what: str) -> tuple[list[str], list[float], list[float], list[float]]:
+    """All scalar points of one event file: (tags, steps, wall_times, values)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    expected = count_records(path, what)
+    tags, steps, walls, values, seen = scalar_points(EventFileLoader(path).Load(), what)
     if seen < expected:
         raise InputError(
             f"{what} is corrupt (record {seen + 1} of {expected} fails its checksum); upload the original events.out.tfevents file"

@@ -79,7 +79,7 @@ def test_a_version_2_file_is_migrated_and_its_fits_load_and_predict_identically(
     con.close()
 
     store = Store(f"duckdb:///{path}")
-    assert store.schema_version() == schema.SCHEMA_VERSION == 3
+    assert store.schema_version() == schema.SCHEMA_VERSION == 4
     for fit_id, (original, inputs) in zip((1, 2, 3), fits.values()):
         row = get_fit(store, fit_id)
         assert "method_diagnostics" in row["diagnostics"]

@@ -237,7 +237,7 @@ def test_version_1_file_loses_its_bulk_indexes_and_keeps_its_data(tmp_path):
         conn.execute(sa.update(schema.schema_info).values(version=1))
     s.close()
     s = Store(f"duckdb:///{path}")
-    assert s.schema_version() == schema.SCHEMA_VERSION == 3
+    assert s.schema_version() == schema.SCHEMA_VERSION == 4
     with s.read() as conn:
         names = [r[0] for r in conn.exec_driver_sql("SELECT index_name FROM duckdb_indexes()").fetchall()]
     assert "ix_metrics_run_id" not in names

@@ -1,0 +1,429 @@
+"""Watched folders (issue 11 §1): logs of live runs land in the store while they are written.
+
+A :class:`Watcher` scans its folders every few seconds (``SCALESCOPE_WATCH_INTERVAL``, default
+2 s) in a background thread of the dashboard (or in ``cli.py watch``). The cost of a scan is
+bounded: a file whose size and mtime are what the last scan stored is only stat'ed; a changed file
+is read from where the last read stopped (importers/incremental.py) and what it adds is stored in
+one transaction with its new state (db/watch.py), so a rescan never stores a row twice and a new
+process resumes where the last one stopped.
+
+Faults stay local: a file that breaks an import rule, cannot be read, or is not a regular file
+stops with its reason kept beside it (``watch_files.error``); a folder that disappears or cannot be
+listed is reported; the other files and folders go on, and nothing is half-imported.
+
+The inbox: ``cli.py ingest`` on a DuckDB file held by a running dashboard (one writer process per
+file) copies its files into a batch folder of the store's inbox (``<store>.inbox/`` beside the
+file), which every Watcher on that store imports and then removes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import pandas as pd
+
+from core.errors import InputError, ScaleScopeError, StoreError
+from db import watch as watch_db
+from db.store import Store
+from importers import hf_trainer, lightning, tensorboard_events
+from importers.base import ParsedRun
+from importers.derive import concat_metrics
+from importers.incremental import SETTLE_S, Read, is_watchable, read_file, state_from_json, state_to_json
+from services.ingest import ingest_paths
+
+WATCH_ENV = "SCALESCOPE_WATCH"              # dir1:dir2 (os.pathsep-separated), watched by the dashboard
+INTERVAL_ENV = "SCALESCOPE_WATCH_INTERVAL"  # seconds between scans
+DEFAULT_INTERVAL_S = 2.0  # new points on screen within a few seconds; a scan of unchanged files costs ~ms
+LIVE_S = 120.0            # a run that grew within this many seconds is shown as live
+MANIFEST = "manifest.json"  # written last into an inbox batch: the batch is complete
+
+__all__ = ["Watcher", "ScanReport", "folders_from_env", "interval_from_env", "inbox_of", "hand_to_inbox",
+           "add_folder", "remove_folder", "stored_folders", "files_frame", "live_runs",
+           "change_marker", "LIVE_S"]
+
+
+def folders_from_env() -> list[str]:
+    raw = os.environ.get(WATCH_ENV, "").strip()
+    return [p for p in raw.split(os.pathsep) if p.strip()] if raw else []
+
+
+def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
+    raw = os.environ.get(INTERVAL_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"{INTERVAL_ENV}={raw!r} is not a number of seconds; set it to e.g. 2") from None
+    if not value > 0:
+        raise InputError(f"{INTERVAL_ENV} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def _norm(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def check_folder(path: str | os.PathLike) -> str:
+    """The absolute path of a folder to watch, or InputError when it is not a folder."""
+    if not str(path).strip():
+        raise InputError("Give the folder to watch, e.g. /data/runs/exp1.")
+    folder = _norm(path)
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder} is not a folder (it does not exist, or is a file): give a folder of training logs.")
+    return folder
+
+
+# ------------------------------------------------------------------------ folders kept in the store
+def add_folder(store: Store, path: str) -> str:
+    """Keep a folder among the store's watched folders (the Runs page's panel). Returns its absolute path."""
+    folder = check_folder(path)
+    watch_db.add_folder(store, folder)
+    return folder
+
+
+def remove_folder(store: Store, path: str) -> bool:
+    return watch_db.remove_folder(store, _norm(path))
+
+
+def stored_folders(store: Store) -> list[str]:
+    return watch_db.folders(store)
+
+
+def files_frame(store: Store) -> pd.DataFrame:
+    return watch_db.files_frame(store)
+
+
+def live_runs(store: Store) -> pd.DataFrame:
+    return watch_db.live_runs(store)
+
+
+def change_marker(store: Store) -> tuple:
+    return watch_db.change_marker(store)
+
+
+# ------------------------------------------------------------------------ the inbox
+def inbox_of(store: Store | str) -> Optional[Path]:
+    """The inbox folder of a DuckDB store (``data/scalescope.inbox/`` for ``data/scalescope.duckdb``)."""
+    url = store if isinstance(store, str) else store.url
+    prefix = "duckdb:///"
+    if not url.startswith(prefix):
+        return None  # a server store takes writers at once: no hand-over needed
+    path = Path(url[len(prefix):].split("?", 1)[0])
+    return path.with_name(path.stem + ".inbox")
+
+
+def hand_to_inbox(url: str, paths: Sequence[str | os.PathLike], fmt: Optional[str] = None,
+                  on_duplicate: str = "error") -> Path:
+    """Copy files or folders into a new batch of the store's inbox; returns the batch folder.
+
+    The manifest is written last (atomically), so a watcher never imports a half-copied batch."""
+    inbox = inbox_of(url)
+    if inbox is None:
+        raise StoreError(f"{url} is not a DuckDB file: it has no inbox.")
+    sources = [Path(p) for p in paths]
+    for p in sources:
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder; check the path")
+    batch = inbox / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    (batch / "files").mkdir(parents=True)
+    names = []
+    for i, p in enumerate(sources):
+        target = batch / "files" / (p.name if p.name not in names else f"{i}-{p.name}")
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, target)
+        names.append(target.name)
+    tmp = batch / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"files": names, "format": fmt, "on_duplicate": on_duplicate}))
+    os.replace(tmp, batch / MANIFEST)
+    return batch
+
+
+# ------------------------------------------------------------------------ scanning
+@dataclass
+class ScanReport:
+    """What one scan did: the runs it grew (name, format, n_metric_rows, added_rows), the files
+    it stopped (path -> reason), folder problems (folder -> reason), inbox batches imported/refused."""
+    runs: list[dict] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)
+    inbox: list[dict] = field(default_factory=list)
+    files_seen: int = 0
+    files_read: int = 0
+    seconds: float = 0.0
+
+
+def _run_name(folder: str, rel: str) -> str:
+    """The run a file feeds, named as ``cli.py ingest FOLDER`` names it: event files, trainer_state.json
+    (checkpoints of one run share its folder) and metrics.csv by their folder, tables by their path."""
+    rel = rel.replace(os.sep, "/")
+    base = os.path.basename(rel)
+    root = os.path.basename(folder.rstrip("/")) or folder
+    if tensorboard_events.is_tfevents_name(base) or base == lightning.METRICS_FILE:
+        return os.path.dirname(rel) or root
+    if base == hf_trainer.STATE_FILE:
+        return hf_trainer.run_dir_of(rel) or root
+    stem, ext = os.path.splitext(rel)
+    return stem if stem and ext else rel
+
+
+class Watcher:
+    """Scans watched folders into a store. ``folders``: this process's folders (``--watch``,
+    $SCALESCOPE_WATCH); the store's own list (the Runs page's panel) and its inbox are always added."""
+
+    def __init__(self, store: Store, folders: Iterable[str] = (), interval: Optional[float] = None,
+                 settle_s: float = SETTLE_S, inbox: bool = True):
+        self.store = store
+        self.folders = [_norm(f) for f in folders]
+        self.interval = interval_from_env() if interval is None else float(interval)
+        self.settle_s = settle_s
+        self.inbox = inbox_of(store) if inbox else None
+        self.folder_errors: dict[str, str] = {}   # the last scan's folder problems, shown by the page
+        self.inbox_log: list[dict] = []           # recent inbox batches: name, status, message
+        self.last_report: Optional[ScanReport] = None
+        self.last_error: Optional[str] = None     # a scan that failed as a whole (the store went away)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._scan_lock = threading.Lock()
+
+    # -------------------------------------------------------------- the thread
+    def start(self) -> "Watcher":
+        """Scan in a daemon thread every ``interval`` seconds until :meth:`stop`."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="scalescope-watcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _store_gone(self) -> bool:
+        """A DuckDB store whose file was removed (a test's temporary store): the thread ends."""
+        return self.inbox is not None and not self.inbox.parent.is_dir()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and not self._store_gone():
+            try:
+                self.scan()
+                self.last_error = None
+            except ScaleScopeError as exc:  # the store went away: say so, try again next time
+                self.last_error = str(exc)
+            except Exception as exc:  # never let the thread die: the next scan may succeed
+                self.last_error = f"the watcher's scan failed ({type(exc).__name__}: {exc}); it tries again"
+            self._stop.wait(self.interval)
+
+    def all_folders(self) -> list[str]:
+        return list(dict.fromkeys(self.folders + watch_db.folders(self.store)))
+
+    # -------------------------------------------------------------- one scan
+    def scan(self) -> ScanReport:
+        """Scan every folder once; returns what it did. Safe to call from any thread (one at a time)."""
+        with self._scan_lock:
+            t0 = time.perf_counter()
+            report = ScanReport()
+            if self.inbox is not None:
+                self._scan_inbox(report)
+            rows = watch_db.file_rows(self.store)
+            touched: list[tuple[str, int, float]] = []
+            for folder in self.all_folders():
+                self._scan_folder(folder, rows, report, touched)
+            watch_db.save_stats(self.store, touched)
+            self.folder_errors = dict(report.folders)
+            report.seconds = time.perf_counter() - t0
+            self.last_report = report
+            return report
+
+    def _scan_folder(self, folder: str, rows: dict, report: ScanReport, touched: list) -> None:
+        try:
+            found = _list_files(folder)
+        except OSError as exc:
+            reason = (f"the folder {folder} does not exist (any more): its runs stay in the store; "
+                      "remove it from the watched folders or create it again"
+                      if isinstance(exc, FileNotFoundError) else
+                      f"cannot list the folder {folder} ({exc.strerror or exc}): check its permissions")
+            report.folders[folder] = reason
+            for path, row in rows.items():
+                if row["folder"] == folder and row["status"] != "gone":
+                    self._save(dict(row, status="gone", error=reason))
+            return
+        seen = set()
+        for path, rel, st in found:
+            seen.add(path)
+            report.files_seen += 1
+            row = rows.get(path)
+            if row is not None and row["size"] == st.st_size and row["mtime"] == st.st_mtime and row["status"] != "gone":
+                if row["status"] == "waiting" and time.time() - st.st_mtime >= self.settle_s:
+                    pass  # a last line without newline: read it now that the file has settled
+                else:
+                    continue  # unchanged: stat only
+            report.files_read += 1
+            self._scan_file(folder, path, rel, st, row, report, touched)
+        for path, row in rows.items():
+            if row["folder"] == folder and path not in seen and row["status"] != "gone":
+                self._save(dict(row, status="gone", error="the file was deleted or moved; its rows stay in the store"))
+
+    def _scan_file(self, folder: str, path: str, rel: str, st: os.stat_result, row: Optional[dict],
+                   report: ScanReport, touched: list) -> None:
+        what = rel.replace(os.sep, "/")
+        base = dict(row or {}, path=path, folder=folder, size=st.st_size, mtime=st.st_mtime, inode=st.st_ino)
+        base.setdefault("runs", [])
+        base.setdefault("n_rows", 0)
+        if not stat.S_ISREG(st.st_mode):
+            self._fail(base, report, f"{what} is not a regular file (a FIFO, socket or device): the watcher "
+                                     "reads only files; replace it with the log file itself")
+            return
+        prev = state_from_json(row["state"]) if row else None
+        run_name = _run_name(folder, rel)
+        others: list[dict] = []
+        try:
+            read = read_file(path, run_name, what, prev, settle_s=self.settle_s)
+            if read.mode == "replace" and read.state.fmt == "tensorboard":
+                others = self._reread_event_dir(folder, path, run_name, read)
+        except InputError as exc:
+            self._fail(base, report, str(exc))
+            return
+        except FileNotFoundError:
+            self._save(dict(base, status="gone", error="the file was deleted while it was read; its rows stay"))
+            return
+        except OSError as exc:
+            self._fail(base, report, f"{what} cannot be read ({exc.strerror or exc}): check its permissions")
+            return
+        state = read.state
+        status = "ok" if state.consumed >= st.st_size else "waiting"
+        new = dict(base, format=state.fmt, consumed=state.consumed, inode=state.inode, state=state_to_json(state),
+                   status=status, error=None)
+        if read.mode == "nothing" or (read.mode == "append" and not read.runs):
+            if row is not None and row["status"] == status and row.get("consumed") == state.consumed \
+                    and row.get("error") is None:
+                touched.append((path, st.st_size, st.st_mtime))
+            else:
+                self._save(new)
+            return
+        names = [r.name for r in read.runs]
+        new["runs"] = list(dict.fromkeys(list(base["runs"]) + names))
+        try:
+            stored = watch_db.store_rows(self.store, new, read.mode, read.runs,
+                                         replace=base["runs"] if read.mode == "replace" else (), other_rows=others)
+        except InputError as exc:  # a name taken by a run from elsewhere, or a rule the store checks
+            self._fail(base, report, str(exc))
+            return
+        report.runs.extend(stored)
+
+    def _reread_event_dir(self, folder: str, path: str, run_name: str, read: Read) -> list[dict]:
+        """An event file rewritten or truncated: its run is read again whole, from all its event files.
+        Returns the other files' new states (stored with the run's rows)."""
+        run_dir = os.path.dirname(path)
+        frames, others = [r.metrics for r in read.runs], []
+        for name in sorted(os.listdir(run_dir)):
+            other = os.path.join(run_dir, name)
+            if other == path or not tensorboard_events.is_tfevents_name(name) or not os.path.isfile(other):
+                continue
+            st = os.stat(other)
+            piece = read_file(other, run_name, os.path.relpath(other, folder), None, settle_s=self.settle_s)
+            frames += [r.metrics for r in piece.runs]
+            others.append({"path": other, "folder": folder, "format": "tensorboard", "runs": [run_name],
+                           "size": st.st_size, "mtime": st.st_mtime, "inode": st.st_ino,
+                           "consumed": piece.state.consumed, "state": state_to_json(piece.state),
+                           "status": "ok" if piece.state.consumed >= st.st_size else "waiting"})
+        if not read.runs and any(len(f) for f in frames):
+            read.runs.append(ParsedRun(name=run_name, source_format="tensorboard", source_file=os.path.relpath(path, folder)))
+        if read.runs:
+            read.runs[0].metrics = concat_metrics(frames)
+        return others
+
+    def _fail(self, row: dict, report: ScanReport, reason: str) -> None:
+        report.errors[row["path"]] = reason
+        self._save(dict(row, status="error", error=reason))
+
+    def _save(self, row: dict) -> None:
+        row.setdefault("runs", [])
+        row.setdefault("status", "ok")
+        watch_db.save_file(self.store, row)
+
+    # -------------------------------------------------------------- inbox
+    def _scan_inbox(self, report: ScanReport) -> None:
+        if not self.inbox.is_dir():
+            return
+        batches = [p for p in self.inbox.iterdir() if p.is_dir() and not p.name.endswith(".failed")]
+        for batch in sorted(b for b in batches if (b / MANIFEST).is_file()):
+            try:
+                manifest = json.loads((batch / MANIFEST).read_text())
+                files = [batch / "files" / n for n in manifest["files"]]
+                added = ingest_paths(self.store, files, fmt=manifest.get("format"),
+                                     on_duplicate=manifest.get("on_duplicate") or "error")
+                entry = {"batch": batch.name, "status": "imported", "runs": [a["name"] for a in added],
+                         "message": f"imported {len(added)} run(s)"}
+                shutil.rmtree(batch, ignore_errors=True)
+            except (ScaleScopeError, OSError, ValueError, KeyError) as exc:
+                message = str(exc) if isinstance(exc, ScaleScopeError) else f"unreadable batch ({exc})"
+                entry = {"batch": batch.name, "status": "refused", "runs": [], "message": message}
+                failed = batch.with_name(batch.name + ".failed")
+                try:
+                    (batch / "error.txt").write_text(message + "\n")
+                    os.replace(batch, failed)
+                except OSError:
+                    shutil.rmtree(batch, ignore_errors=True)
+            report.inbox.append(entry)
+            self.inbox_log = (self.inbox_log + [entry])[-20:]
+
+
+def _list_files(folder: str) -> list[tuple[str, str, os.stat_result]]:
+    """(path, path relative to ``folder``, stat) of the files the watcher reads below ``folder``;
+    hidden files and folders skipped, symlinked folders not followed (as importers.detect.list_files).
+    Raises OSError when ``folder`` itself cannot be listed."""
+    out = []
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(folder)
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            if current == folder:
+                raise
+            continue  # a sub-folder that vanished or is unreadable: its files show as gone
+        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
+            if entry.name.startswith(".") or entry.name == "__MACOSX":
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                if not is_watchable(entry.name):
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue  # deleted between listing and stat
+            out.append((entry.path, os.path.relpath(entry.path, folder), st))
+    return out
+
+
+def watch_once(store: Store, folders: Iterable[str], settle_s: float = SETTLE_S) -> ScanReport:
+    """One scan of ``folders`` (and the store's own list and inbox): ``cli.py watch --once``."""
+    return Watcher(store, folders, interval=1.0, settle_s=settle_s).scan()
+
+
+def run_forever(store: Store, folders: Iterable[str], interval: Optional[float] = None,
+                on_report: Optional[Callable[[ScanReport], None]] = None) -> None:
+    """Scan every ``interval`` seconds in this thread until interrupted (``cli.py watch``)."""
+    watcher = Watcher(store, folders, interval=interval)
+    while True:
+        report = watcher.scan()
+        if on_report is not None:
+            on_report(report)
+        time.sleep(watcher.interval)
