@@ -2,6 +2,7 @@
 
 Builds the navigation over the files in pages/ and opens the one shared Store.
 """
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -11,6 +12,7 @@ st.set_page_config(page_title="ScaleScope", page_icon=str(Path(__file__).resolve
                    layout="wide")
 
 from pages.common import APP_MARK, get_store  # noqa: E402  (after set_page_config)
+from pages.watch_panel import start_watcher, watch_args  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # (file, title, icon) in the order a researcher uses them.
@@ -28,4 +30,5 @@ PAGES = [st.Page(path, title=title, icon=icon, default=(i == 0))
 page = st.navigation(PAGES)
 st.session_state[APP_MARK] = True  # this session goes through app.py (see pages.common)
 get_store()  # open (and on first start, seed) the store before any page draws
+start_watcher(get_store(), watch_args(sys.argv[1:]))  # watched folders: one background scanner per process
 page.run()

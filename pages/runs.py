@@ -13,6 +13,7 @@ from services.ingest import ingest_uploads
 from services import runs as runs_service
 from services.runs import DUPLICATE_POLICIES, X_AXES
 from pages.common import get_store, literal, user_errors
+from pages.watch_panel import follow_live, watch_panel
 
 store = get_store()
 st.title("Runs")
@@ -35,6 +36,9 @@ with st.expander("Upload training logs", expanded=True):
             added = ingest_uploads(store, [(f.name, f.getvalue()) for f in files], fmt=fmt, on_duplicate=policy)
             st.success(f"Imported {len(added)} run(s): " + literal(", ".join(a["name"] for a in added[:10]))
                        + (" …" if len(added) > 10 else ""))
+
+watch_panel(store)  # watched folders of live runs (pages/watch_panel.py)
+follow_live(store)  # rerun when a watched run grew: the chart follows it
 
 # ------------------------------------------------------------------ runs table
 runs = runs_service.list_runs(store)
