@@ -21,7 +21,7 @@ from core import laws
 from core.errors import FitError, PlanError
 from core.fitting import residuals as res
 from core.fitting.residuals import FitSpec
-from core.search import DEFAULT_SEARCH, LossFn, SearchConfig, iso_flop_argmin
+from core.search import DEFAULT_SEARCH, SearchConfig, iso_flop_argmin
 
 CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")  # reported parameters, bootstrap_samples columns
 
@@ -339,4 +339,4 @@ def law_for_params(names: Sequence[str]) -> Optional[Law]:
 
 __all__ = ["Law", "LAWS", "LAW_LIST", "LAW_NAMES", "FitSpec", "get_law", "predict", "law_of", "law_for_params",
            "check_chinchilla", "check_kaplan", "check_routed", "check_data_constrained", "check_unique_tokens",
-           "CHINCHILLA_PARAMS", "LossFn"]
+           "CHINCHILLA_PARAMS", "positive_number"]

@@ -1,4 +1,5 @@
-"""Fitting scaling laws, by concern (no module imports one above it in this list):
+"""Fitting scaling laws, by concern; each module imports only those above it in this list (and the law
+registry, core/registry.py, which imports ``residuals``):
 
 - ``solver``: ``huber``, ``NewtonOptions``, ``batched_newton`` (the batched saddle-free Newton solver)
 - ``inputs``: input checks, drop-highest selection, ``weights_by_run``, bootstrap summaries
