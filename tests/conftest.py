@@ -21,6 +21,20 @@ os.environ.setdefault("SCALESCOPE_SEED_ROUTING", "0")
 # seeded by default for users and tested on its own in test_store.py.
 os.environ.setdefault("SCALESCOPE_DEMO", "synthetic")
 
+# Hypothesis: the default profile keeps the property tests (tests/test_fuzz_importers.py) quick;
+# the "ci" profile runs many more examples: HYPOTHESIS_PROFILE=ci, or pytest --hypothesis-profile=ci.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
+except ImportError:  # pragma: no cover - hypothesis is in requirements.txt
+    pass
+else:
+    hypothesis_settings.register_profile(
+        "ci", max_examples=1000, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    if os.environ.get("HYPOTHESIS_PROFILE"):
+        hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
 
 @pytest.fixture
 def db_url(tmp_path) -> str:
