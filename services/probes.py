@@ -11,6 +11,11 @@
 
 Everything that can be checked before training is checked first: sizes against budgets, step
 limits, the device and precision, run names already in the store.
+
+Under torchrun (core.probes.distributed) every rank trains or measures, and only rank 0 touches
+the store: callers pass ``store=None`` on the other ranks. The checks against the store and the
+write run on rank 0 through ``distributed.on_main``, which raises their error on every rank, so a
+refused sweep stops all ranks before training and each run is stored once.
 """
 from __future__ import annotations
 
@@ -328,23 +333,30 @@ def run_and_store_sweep(store: Store, cfg, data: ProbeCorpus, *, plan=None, prog
     """Check the sweep (plan, step limit, names), train it, store it whole; see the module note.
 
     ``routing_tokens`` = 0 (or ``cfg.moe_checkpoints`` = 0) takes no routing snapshots of MoE runs.
+    Under torchrun: call it on every rank, with the store on rank 0 and None elsewhere; the outcome's
+    ``stored`` is None on the other ranks.
     """
-    from core.probes.sweep import plan_sweep, run_sweep  # torch: only a sweep that trains pays for it
+    from core.probes import distributed  # torch: only a sweep that trains pays for it
+    from core.probes.sweep import plan_sweep, run_sweep
 
     if cfg.vocab_size != data.vocab_size:
         raise ProbeError(f"The sweep's vocab_size {cfg.vocab_size} differs from the tokenizer's {data.vocab_size}.")
     if plan is None:
         plan = plan_sweep(cfg, train_tokens=data.train.n_tokens, calibrate=False)
-    check_sweep(store, plan, on_duplicate=on_duplicate, max_steps=max_steps)
+    distributed.on_main(lambda: check_sweep(store, plan, on_duplicate=on_duplicate, max_steps=max_steps))
     hook = None
     if "moe" in cfg.archs and cfg.moe_checkpoints > 0 and routing_tokens > 0:
         hook = RoutingSnapshots(snapshot_docs(data.heldout_docs), data.tokenizer, cfg.seq_len, routing_tokens)
     started = time.perf_counter()
     runs = run_sweep(cfg, data.train, data.heldout, plan=plan, progress=progress, on_checkpoint=hook,
                      corpus_info=data.info)
-    stored = store_sweep(store, runs, sweep_id=sweep_id, on_duplicate=on_duplicate,
-                         snapshots=hook.snapshots if hook else (), routing_tokens=routing_tokens if hook else None,
-                         extra={"est_seconds": plan.est_seconds, "max_steps": max_steps})
+    ctx = distributed.current()
+    extra = {"est_seconds": plan.est_seconds, "max_steps": max_steps}
+    if ctx.enabled:
+        extra["distributed"] = distributed.describe(None, ctx, strategies=sorted({str(r.parallel) for r in plan.runs}))
+    stored = distributed.on_main(lambda: store_sweep(
+        store, runs, sweep_id=sweep_id, on_duplicate=on_duplicate, snapshots=hook.snapshots if hook else (),
+        routing_tokens=routing_tokens if hook else None, extra=extra))
     return SweepOutcome(stored, runs, plan, time.perf_counter() - started)
 
 
@@ -393,7 +405,8 @@ def store_throughput(store: Store, results: Sequence) -> list:
     ids = []
     with store.write() as conn:
         for r in results:
-            config = {**r.config, "device_kind": r.device, "peak_tflops": r.peak_tflops, "peak_source": r.peak_source}
+            config = {**r.config, "device_kind": r.device, "peak_tflops": r.peak_tflops, "peak_source": r.peak_source,
+                      "world_size": r.world_size, "parallel": r.parallel}
             ids.append(insert_probe(conn, kind=r.kind, device=r.device_name, dtype=r.dtype, config=config,
                                     tokens_per_s=float(r.tokens_per_s), achieved_tflops=float(r.achieved_tflops),
                                     mfu=None if r.mfu is None else float(r.mfu),
@@ -403,9 +416,14 @@ def store_throughput(store: Store, results: Sequence) -> list:
 
 def run_and_store_throughput(store: Store, shape, *, batch_size: int = 8, seq_len: Optional[int] = None,
                              device: str = "auto", dtype: str = "auto", compile: bool = False, iters: int = 5,
-                             warmup: int = 2, progress: Optional[ProgressFn] = None) -> tuple:
-    """Check, measure (forward and forward+backward) and store; returns (results, probe ids)."""
-    from core.probes.devices import pick_device  # torch: only a probe that measures pays for it
+                             warmup: int = 2, progress: Optional[ProgressFn] = None, parallel: str = "auto") -> tuple:
+    """Check, measure (forward and forward+backward) and store; returns (results, probe ids).
+
+    Under torchrun: call it on every rank, with the store on rank 0 and None elsewhere (``batch_size``
+    is per rank; the results are the job's); the probe ids are [] on the other ranks.
+    """
+    from core.probes import distributed  # torch: only a probe that measures pays for it
+    from core.probes.devices import pick_device
     from core.probes.throughput import measure_throughput
 
     choice = pick_device(device)
@@ -413,8 +431,8 @@ def run_and_store_throughput(store: Store, shape, *, batch_size: int = 8, seq_le
     if iters < 1 or warmup < 0:
         raise ProbeError(f"iters {iters} must be at least 1 and warmup {warmup} at least 0.")
     results = measure_throughput(shape, batch_size, seq_len, device=device, compile=compile, iters=iters,
-                                 warmup=warmup, progress=progress)
-    return results, store_throughput(store, results)
+                                 warmup=warmup, progress=progress, parallel=parallel)
+    return results, distributed.on_main(lambda: store_throughput(store, results)) or []
 
 
 def throughput_table(store: Store) -> pd.DataFrame:

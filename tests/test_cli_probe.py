@@ -83,6 +83,8 @@ def test_throughput_probe_stores_a_row_with_sane_numbers(db_url, capfd):
         assert r["achieved_tflops"] == pytest.approx(r["flops_per_token"] * r["tokens_per_s"] / 1e12)
         assert r["peak_source"].startswith("measured")
     assert fwd["tokens_per_s"] > both["tokens_per_s"]
+    assert payload["world_size"] == 1 and payload["parallel"] == "single" and payload["global_batch"] == 2
+    assert payload["tokens_per_s"] == both["tokens_per_s"]  # the headline: the training (fwd+bwd) rate
     store = Store(db_url)
     rows = list_probes(store).set_index("id")
     store.close()
@@ -103,6 +105,8 @@ def test_throughput_probe_stores_a_row_with_sane_numbers(db_url, capfd):
     (["throughput", "--params", "1e6", "--device", "cpu", "--dtype", "bf16"], "bf16 needs a CUDA GPU"),
     (["throughput", "--params", "1e6", "--device", "cpu", "--iters", "0"], "at least 1"),
     (["throughput", "--params", "10", "--device", "cpu"], "ask for a larger size"),
+    (["throughput", "--params", "1e6", "--device", "cpu", "--fsdp"], "needs several processes"),
+    (["sweep", "--budgets", "1.5e9", "--sizes", "1.4e5", *TINY, "--parallel", "ddp"], "torchrun --nproc_per_node"),
 ])
 def test_bad_configurations_exit_2_with_one_line_and_store_nothing(db_url, capfd, argv, message):
     rc = main(["probe", *argv, "--db", db_url])

@@ -161,6 +161,8 @@ def test_training_lowers_loss_and_calls_checkpoints(blocks):
     assert result.domain_weights == pytest.approx(shares)  # the training mixture weighs the domains
     assert result.final_eval_loss == pytest.approx(sum(shares[d] * v for d, v in result.domain_loss.items()))
     assert evals["value"].iloc[-1] == result.final_eval_loss and evals["step"].iloc[-1] == 30
+    assert result.settings["distributed"]["strategy"] == "single"  # one process: no DDP, no FSDP
+    assert result.settings["distributed"]["world_size"] == 1 and result.settings["distributed"]["batch_per_rank"] == 8
     assert (m["wall_time"].diff().dropna() >= 0).sum() > 0
 
 
@@ -250,6 +252,14 @@ def test_bad_sweep_configs_fail_before_any_work(blocks):
     with pytest.raises(ProbeError, match="No compute budgets"):
         sweep.plan_sweep(sweep.SweepConfig(budgets=[], **TINY), calibrate=False)
     assert calls == []
+
+
+def test_a_model_too_big_for_the_device_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setattr(devices, "memory_bytes", lambda choice: 4 * 2 ** 20)  # a 4 MiB device
+    with pytest.raises(ProbeError, match="--fsdp"):  # one process: the message says how to shard it
+        sweep.plan_sweep(sweep.SweepConfig(budgets=[1.5e9], **TINY), calibrate=False)
+    with pytest.raises(ProbeError, match="needs about"):
+        throughput.measure_throughput(ModelShape(64, 2, 2, 192, V, 64), device="cpu", iters=1)
 
 
 def test_plan_estimates_time_from_measured_speed():

@@ -3,10 +3,15 @@
 cuda trains under bf16 autocast (weights and optimizer state stay fp32, matmuls run in bf16 on the
 tensor cores); mps and cpu run plain fp32 (CPU bf16 matmuls are slower than fp32 on most cores and
 mps autocast coverage is partial). The choice is recorded with every result.
+
+Under torchrun (core.probes.distributed.session) each process uses cuda:LOCAL_RANK (the session
+sets it as the current device, so "auto" and "cuda" resolve to it), and "auto" means cpu when the
+job runs on gloo: the process group's backend decides where tensors may live.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from dataclasses import dataclass
 
@@ -35,6 +40,27 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def _gloo_job() -> bool:
+    """Whether this process is part of an initialised gloo (CPU) process group."""
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+                and str(dist.get_backend()) == "gloo")
+
+
+def memory_bytes(choice: "DeviceChoice"):
+    """The device's memory in bytes: the GPU's total, mps's recommended maximum, or the machine's
+    physical RAM for cpu; None when it cannot be read."""
+    try:
+        if choice.kind == "cuda":
+            return int(torch.cuda.get_device_properties(torch.device(choice.device)).total_memory)
+        if choice.kind == "mps":
+            return int(torch.mps.recommended_max_memory())
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (Linux), else platform.processor()."""
     try:
@@ -59,6 +85,8 @@ def pick_device(requested: str = "auto") -> DeviceChoice:
         raise ProbeError(f"Unknown device {requested!r}; use one of auto, cuda, cuda:N, mps or cpu.")
     if family == "auto":
         family = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        if family != "cpu" and _gloo_job():
+            family = "cpu"
         req = family
     threads = torch.get_num_threads()
     if family == "cuda":

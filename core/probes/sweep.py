@@ -9,6 +9,11 @@ model_configs), so C = 6·N·D counts the compute each token really costs.
 ``plan_sweep`` checks everything and estimates the time before any training; ``run_sweep``
 trains the runs and returns them as :class:`ProbeRun` — the fields of importers.base.ParsedRun
 plus per-domain held-out evals — for the store to ingest.
+
+Under torchrun every rank plans the same grid and trains every run together (core.probes.distributed:
+the global batch ``batch_size`` is split over the ranks, so each run's steps, D and losses are
+those of one process); ``plan_sweep`` picks DDP or FSDP per run from its memory estimate
+(``SweepConfig.parallel``) and refuses a run that fits neither, before any training.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import torch
 from core.corpus import Blocks
 from core.errors import ProbeError
 from core.runs import ParsedRun
+from core.probes import distributed
 from core.probes.devices import DeviceChoice, autocast, pick_device, synchronize
 from core.probes.flops import flops_per_token, tokens_for_budget
 from core.probes.model_configs import (ModelShape, ParamCounts, build_model, count_params, shape_for_params)
@@ -34,7 +40,8 @@ FLOPS_RULE = "6*N_active*D"  # Kaplan et al. 2020 §2.1, N = active parameters i
 EVAL_COLUMNS = ["step", "task", "metric", "value"]
 
 # Sweep hook: on_checkpoint(model, step, run_name) — MoE runs call it at a few steps so a routing
-# capture can snapshot the model (eval mode; do not modify it).
+# capture can snapshot the model (eval mode; do not modify it). Under torchrun EVERY rank calls it
+# (an FSDP model's forward is collective); keep what it records on rank 0 only.
 SweepCheckpointFn = Callable[[torch.nn.Module, int, str], None]
 
 
@@ -64,6 +71,8 @@ class SweepConfig:
     seed: int = 0  # model init and data order of every run
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     compile: bool = False  # torch.compile on cuda
+    parallel: str = "auto"  # under torchrun: ddp, fsdp, or auto (fsdp for a run whose training state
+    #                         would not fit one device; core.probes.distributed.choose_strategy)
     eval_tokens: int = 4096  # held-out tokens scored at each periodic evaluation (the curve)
     final_tokens_per_domain: int = 8192  # held-out tokens per domain at the end (evals, final loss)
     evals_per_run: int = 4  # periodic held-out evaluations per run (plus one at step 0)
@@ -93,6 +102,8 @@ class PlannedRun:
     flops: float  # 6·N_active·D
     lr: float
     est_seconds: float = 0.0  # training + evaluation time expected on the chosen device
+    parallel: Optional[str] = None  # how it trains under torchrun: "ddp" or "fsdp"; None in one process
+    memory_bytes: float = 0.0  # estimated peak memory per rank (core.probes.distributed.train_memory_bytes)
 
 
 @dataclass
@@ -157,6 +168,7 @@ def _check_config(cfg: SweepConfig) -> None:
         raise ProbeError(f"batch_size {cfg.batch_size} must be ≥ 1 and seq_len {cfg.seq_len} ≥ 8.")
     if cfg.min_steps < 1:
         raise ProbeError(f"min_steps must be ≥ 1 (got {cfg.min_steps}): a run of zero steps trains nothing.")
+    distributed.split_batch(cfg.batch_size)  # under torchrun the global batch must split evenly
 
 
 def plan_sweep(cfg: SweepConfig, train_tokens: Optional[int] = None, flops_per_s: Optional[float] = None,
@@ -171,6 +183,9 @@ def plan_sweep(cfg: SweepConfig, train_tokens: Optional[int] = None, flops_per_s
     """
     _check_config(cfg)
     choice = pick_device(cfg.device)
+    ctx = distributed.current()
+    capacity = distributed.capacity_bytes(choice, ctx)
+    per_rank = distributed.split_batch(cfg.batch_size, ctx)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     runs: list = []
     for arch in cfg.archs:
@@ -201,8 +216,13 @@ def plan_sweep(cfg: SweepConfig, train_tokens: Optional[int] = None, flops_per_s
                 lr = cfg.lr if cfg.lr is not None else default_lr(shape)
                 tc = _train_config(cfg, tokens, lr)
                 steps_chk, warmup = schedule_steps(tc, cfg.seq_len, counts.active)
-                runs.append(PlannedRun(run_name(cfg, arch, budget, counts.active), arch, budget, shape, counts,
-                                       steps_chk, warmup, tokens, 6.0 * counts.active * tokens, lr))
+                need = lambda shards, _s=shape, _n=counts.total: distributed.train_memory_bytes(  # noqa: E731
+                    _n, _s.d_model, _s.n_layers, _s.vocab_size, per_rank, cfg.seq_len, choice.dtype, shards=shards)
+                name = run_name(cfg, arch, budget, counts.active)
+                strategy = distributed.choose_strategy(cfg.parallel, need, capacity, ctx, what=f"Run {name}")
+                runs.append(PlannedRun(name, arch, budget, shape, counts, steps_chk, warmup, tokens,
+                                       6.0 * counts.active * tokens, lr, parallel=strategy,
+                                       memory_bytes=need(ctx.world_size if strategy == "fsdp" else 1)))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ProbeError("Two runs of the sweep would share a name; give distinct budgets and sizes.")
@@ -215,15 +235,15 @@ def plan_sweep(cfg: SweepConfig, train_tokens: Optional[int] = None, flops_per_s
                     run.shape, cfg.batch_size, cfg.seq_len, choice)
     elif flops_per_s:
         rates = {arch: {1: float(flops_per_s)} for arch in cfg.archs}
-    runs = [_with_estimate(r, cfg, rates) for r in runs]
+    runs = [_with_estimate(r, cfg, rates, ctx.world_size) for r in runs]
     return SweepPlan(runs=runs, device=choice.as_dict(), total_flops=sum(r.flops for r in runs),
                      est_seconds=sum(r.est_seconds for r in runs), flops_per_s=rates)
 
 
-def _train_config(cfg: SweepConfig, tokens: int, lr: float) -> TrainConfig:
+def _train_config(cfg: SweepConfig, tokens: int, lr: float, parallel: Optional[str] = None) -> TrainConfig:
     steps = tokens // (cfg.batch_size * cfg.seq_len)
     return TrainConfig(tokens=tokens, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed, device=cfg.device,
-                       compile=cfg.compile, eval_tokens=cfg.eval_tokens,
+                       compile=cfg.compile, parallel=parallel or cfg.parallel, eval_tokens=cfg.eval_tokens,
                        final_tokens_per_domain=cfg.final_tokens_per_domain,
                        eval_every=max(1, steps // max(1, cfg.evals_per_run)))
 
@@ -242,8 +262,9 @@ def _rate_for(rates: dict, n_active: int) -> float:
     return math.exp((1 - w) * math.log(r0) + w * math.log(r1))
 
 
-def _with_estimate(run: PlannedRun, cfg: SweepConfig, rates: dict) -> PlannedRun:
-    rate = _rate_for(rates.get(run.arch, {}), run.counts.active)
+def _with_estimate(run: PlannedRun, cfg: SweepConfig, rates: dict, world_size: int = 1) -> PlannedRun:
+    # one process's measured rate × the ranks: ideal scaling (the all-reduce is not in the estimate)
+    rate = _rate_for(rates.get(run.arch, {}), run.counts.active) * world_size
     if rate <= 0:
         return run
     # scoring: evals_per_run + 1 passes of eval_tokens and the final per-domain pass (5 domains),
@@ -296,6 +317,8 @@ def run_sweep(cfg: SweepConfig, train_blocks: Blocks, heldout_blocks: Blocks, *,
     (runs finished so far are dropped with the rest: a sweep lands whole or not at all).
     ``on_checkpoint(model, step, run_name)`` is called for MoE runs at ``cfg.moe_checkpoints``
     evenly spaced steps. ``corpus_info`` is stored in each run's config (e.g. the corpus manifest).
+    Under torchrun every rank calls this with the same plan and returns the same runs; give
+    ``progress`` on rank 0 only (a Cancelled raised on one rank alone would leave the others waiting).
     """
     max_id = int(train_blocks.ids.max())
     if max_id >= cfg.vocab_size:
@@ -316,7 +339,7 @@ def run_sweep(cfg: SweepConfig, train_blocks: Blocks, heldout_blocks: Blocks, *,
             hook = lambda model, step, _name=run.name: on_checkpoint(model, step, _name)  # noqa: E731
         model = build_model(run.shape, seed=cfg.seed)
         fpt = flops_per_token(run.shape, cfg.seq_len)
-        result = train_model(model, train_blocks, heldout_blocks, _train_config(cfg, run.tokens, run.lr),
+        result = train_model(model, train_blocks, heldout_blocks, _train_config(cfg, run.tokens, run.lr, run.parallel),
                              progress=inner, on_checkpoint=hook, checkpoint_steps=ckpts, choice=choice)
         done_before += run.steps
         results.append(_to_probe_run(cfg, run, result, fpt, corpus_info))

@@ -11,6 +11,11 @@ threads (``peak_source`` says so); CPU MFU is therefore relative to what this CP
 
 Peak memory: cuda reports torch's max allocated bytes; on cpu it is the growth of the process's
 resident memory over its level before the model was built, sampled every few milliseconds.
+
+Under torchrun (core.probes.distributed) the PER-RANK batch is fixed (weak scaling): every rank
+times ``batch_size`` sequences through a DDP (or FSDP) model; ``tokens_per_s`` is the job's rate,
+all ranks' tokens over the slowest rank's timed seconds; MFU divides by the sum of the ranks'
+peaks (each rank measures its own on a CPU, all at once); peak memory is the largest rank's.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Optional, Sequence
 import torch
 
 from core.errors import ProbeError
+from core.probes import distributed
 from core.probes.devices import DeviceChoice, autocast, pick_device, synchronize
 from core.probes.flops import flops_per_token
 from core.probes.model_configs import ModelShape, build_model, count_params
@@ -43,6 +49,8 @@ class ThroughputResult:
     peak_source: str  # datasheet row or "measured: ..." (cpu)
     peak_memory_bytes: int
     config: dict  # shape, batch, seq_len, compile, params, flops/token, iterations, seconds
+    world_size: int = 1  # processes that ran it (torchrun); tokens_per_s is all of theirs
+    parallel: str = "single"  # "single", "ddp" or "fsdp"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -140,12 +148,15 @@ class _RssSampler:
 def measure_throughput(shape: ModelShape, batch_size: int = 8, seq_len: Optional[int] = None, *,
                        device: str = "auto", compile: bool = False, kinds: Sequence[str] = KINDS,
                        warmup: int = 2, iters: int = 5, peak_tflops: Optional[float] = None,
-                       seed: int = 0, progress: Optional[ProgressFn] = None) -> list:
+                       seed: int = 0, progress: Optional[ProgressFn] = None, parallel: str = "auto") -> list:
     """Time ``iters`` forward (and forward+backward) passes of a random ``shape`` model on a
     (batch_size, seq_len) batch after ``warmup`` untimed ones; one ThroughputResult per kind.
 
     ``compile`` applies torch.compile on cuda (ignored elsewhere, and recorded as such).
-    Raises ProbeError before any work for an unknown device or kind, or non-positive sizes.
+    Under torchrun ``batch_size`` is per rank and ``parallel`` (auto, ddp, fsdp) says how the model
+    is spread; see the module note. ``peak_tflops`` is one device's peak.
+    Raises ProbeError before any work for an unknown device or kind, non-positive sizes, or a
+    model that does not fit the device.
     """
     choice = pick_device(device)
     seq_len = int(seq_len or shape.seq_len)
@@ -155,10 +166,19 @@ def measure_throughput(shape: ModelShape, batch_size: int = 8, seq_len: Optional
     if batch_size < 1 or seq_len < 2 or iters < 1 or warmup < 0:
         raise ProbeError(f"batch_size {batch_size}, seq_len {seq_len} and iters {iters} must be positive.")
     shape.validate()
+    ctx = distributed.current()
+    counts = count_params(shape)
+    strategy = distributed.choose_strategy(
+        parallel, lambda shards: distributed.train_memory_bytes(
+            counts.total, shape.d_model, shape.n_layers, shape.vocab_size, batch_size, seq_len, choice.dtype,
+            optimizer=False, shards=shards),
+        distributed.capacity_bytes(choice, ctx), ctx, what=f"A model of {counts.total:,} parameters")
     compiled = bool(compile and choice.kind == "cuda")
     peak, peak_source = device_peak(choice, peak_tflops)
+    if ctx.enabled:
+        peak = distributed.peak_sum(peak, ctx)
+        peak_source = f"{ctx.world_size} × ({peak_source})"
     fpt = flops_per_token(shape, seq_len)
-    counts = count_params(shape)
     if choice.kind == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(choice.device)
@@ -167,11 +187,12 @@ def measure_throughput(shape: ModelShape, batch_size: int = 8, seq_len: Optional
     done = 0
     with _RssSampler() as rss:
         model = build_model(shape, seed=seed).to(choice.device)
-        runner = torch.compile(model) if compiled else model
+        wrapped = distributed.wrap_model(model, strategy, choice)
+        runner = torch.compile(wrapped) if compiled else wrapped
         ids = torch.randint(0, shape.vocab_size, (batch_size, seq_len), device=choice.device)  # (B, T)
         for kind in kinds:
             backward = kind == "forward_backward"
-            model.train(backward)
+            wrapped.train(backward)
             elapsed = 0.0
             for i in range(warmup + iters):
                 synchronize(choice)
@@ -189,22 +210,27 @@ def measure_throughput(shape: ModelShape, batch_size: int = 8, seq_len: Optional
                     elapsed += time.perf_counter() - t0
                 done += 1
                 report(progress, done, total_work, f"{kind} pass {i + 1}/{warmup + iters}")
-            tokens_per_s = batch_size * seq_len * iters / max(elapsed, 1e-12)
+            rank_tokens_per_s = batch_size * seq_len * iters / max(elapsed, 1e-12)
+            (elapsed,) = distributed.all_reduce([elapsed], "max", ctx)  # the job takes the slowest rank's time
+            tokens_per_s = ctx.world_size * batch_size * seq_len * iters / max(elapsed, 1e-12)
             flops = fpt.train if backward else fpt.forward
             achieved = flops * tokens_per_s / 1e12
             results.append(ThroughputResult(
                 kind=kind, device=choice.kind, device_name=choice.name, dtype=choice.dtype,
                 tokens_per_s=tokens_per_s, achieved_tflops=achieved,
                 mfu=(achieved / peak) if peak else None, peak_tflops=peak, peak_source=peak_source,
-                peak_memory_bytes=0,
+                peak_memory_bytes=0, world_size=ctx.world_size, parallel=strategy or "single",
                 config={"shape": shape.as_dict(), "arch": shape.arch, "batch_size": batch_size, "seq_len": seq_len,
+                        "global_batch_size": batch_size * ctx.world_size, "tokens_per_s_rank0": rank_tokens_per_s,
+                        "distributed": distributed.describe(strategy, ctx, batch_rule="batch_size per rank (weak scaling)"),
                         "compile": compiled, "n_params": counts.total, "n_active_params": counts.active,
                         "flops_per_token": flops, "attention_share": fpt.attention_share, "iters": iters,
                         "warmup": warmup, "seconds": elapsed, "threads": torch.get_num_threads(),
                         "torch": torch.__version__,
                         "flops_rule": "PaLM appendix B: 2·N_matmul + 4·L·T·d_attn per token forward, ×3 fwd+bwd"}))
-        del model, runner
+        del model, wrapped, runner
     peak_memory = (torch.cuda.max_memory_allocated(choice.device) if choice.kind == "cuda" else rss.growth)
+    (peak_memory,) = distributed.all_reduce([peak_memory], "max", ctx)  # the largest rank's
     for r in results:
         r.peak_memory_bytes = int(peak_memory)
     return results

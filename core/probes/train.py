@@ -10,6 +10,12 @@ held-out loss; the final held-out loss per domain.
 Held-out loss is measured per domain and averaged with the weights of the TRAINING mixture (each
 domain's share of the training blocks): the loss of held-out text drawn like the training text,
 whatever the held-out sample's own proportions are (prose is 4 % of training but 15 % of held-out).
+
+Under torchrun (core.probes.distributed) ``batch_size`` is the GLOBAL batch, split evenly over the
+ranks; each rank takes its slice of the same seeded global batch, DDP or FSDP averages the
+gradients, the logged losses are averaged over ranks and the held-out loss is summed over the
+ranks' shares of the held-out blocks: steps, tokens and losses are those of one process (up to
+float reduction order). The model is wrapped per ``TrainConfig.parallel``; the result records how.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 
 from core.corpus import Blocks
 from core.errors import ProbeError
+from core.probes import distributed
 from core.probes.devices import DeviceChoice, autocast, pick_device, synchronize
 from core.progress import ProgressFn, report
 
@@ -55,6 +62,8 @@ class TrainConfig:
     seed: int = 0  # data order; model init is seeded by whoever builds the model
     device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
     compile: bool = False  # torch.compile the model (cuda only; ignored elsewhere)
+    parallel: str = "auto"  # under torchrun: ddp, fsdp, or auto = ddp unless the model's training state
+    #                         does not fit one device (core.probes.distributed.choose_strategy)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,16 +150,25 @@ def _loss(model, ids: torch.Tensor, choice: DeviceChoice) -> tuple:
 
 @torch.no_grad()
 def evaluate(model, blocks: Blocks, choice: DeviceChoice, batch_size: int = 16) -> float:
-    """Mean next-token cross-entropy (nats/token) over ``blocks``."""
+    """Mean next-token cross-entropy (nats/token) over ``blocks``.
+
+    Under torchrun every rank scores its share of the blocks (distributed.shard) and the sums are
+    all-reduced; every rank runs the same number of forward passes (an idle one scores a block it
+    then ignores), as FSDP's all-gathers need.
+    """
     was_training = model.training
     model.eval()
+    mine = distributed.shard(len(blocks))
+    per_rank = math.ceil(len(blocks) / max(1, mine.step))
     total, count = 0.0, 0
-    for start in range(0, len(blocks), batch_size):
-        ids = blocks.ids[start:start + batch_size].to(choice.device)
+    for start in range(0, per_rank, batch_size):
+        index = mine[start:start + batch_size]
+        ids = blocks.ids[list(index) or [0]].to(choice.device)  # (B, T)
         lm, _ = _loss(model, ids, choice)
-        n = ids.shape[0] * (ids.shape[1] - 1)
+        n = len(index) * (ids.shape[1] - 1)
         total += float(lm) * n
         count += n
+    total, count = distributed.all_reduce([total, count])
     model.train(was_training)
     return total / max(count, 1)
 
@@ -168,9 +186,18 @@ def train_model(model: torch.nn.Module, train_blocks: Blocks, heldout_blocks: Bl
     from core.probes.model_configs import count_model_params
 
     choice = choice or pick_device(cfg.device)
+    ctx = distributed.current()
     seq_len = train_blocks.seq_len
-    n_active = count_model_params(model).active
+    counts = count_model_params(model)
+    n_active = counts.active
     steps, warmup = schedule_steps(cfg, seq_len, n_active)
+    per_rank = distributed.split_batch(cfg.batch_size, ctx)
+    mc = model.config
+    strategy = distributed.choose_strategy(
+        cfg.parallel, lambda shards: distributed.train_memory_bytes(
+            counts.total, mc.hidden_size, mc.num_hidden_layers, mc.vocab_size, per_rank, seq_len, choice.dtype,
+            shards=shards),
+        distributed.capacity_bytes(choice, ctx), ctx, what=f"A model of {counts.total:,} parameters")
     if len(train_blocks) < cfg.batch_size:
         raise ProbeError(f"Only {len(train_blocks)} training blocks for a batch of {cfg.batch_size}; give more text.")
     if len(heldout_blocks) == 0:
@@ -183,7 +210,8 @@ def train_model(model: torch.nn.Module, train_blocks: Blocks, heldout_blocks: Bl
 
     model.to(choice.device)
     model.train()
-    forward_model = torch.compile(model) if (cfg.compile and choice.kind == "cuda") else model
+    wrapped = distributed.wrap_model(model, strategy, choice)  # before the optimizer: FSDP swaps the parameters
+    forward_model = torch.compile(wrapped) if (cfg.compile and choice.kind == "cuda") else wrapped
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -212,7 +240,8 @@ def train_model(model: torch.nn.Module, train_blocks: Blocks, heldout_blocks: Bl
         if cursor + cfg.batch_size > len(order):
             order = torch.randperm(len(train_blocks), generator=generator)
             cursor, epochs = 0, epochs + 1
-        ids = train_blocks.ids[order[cursor:cursor + cfg.batch_size]].to(choice.device)  # (B, T)
+        batch = order[cursor:cursor + cfg.batch_size]  # the global batch: the same on every rank
+        ids = train_blocks.ids[batch[ctx.rank * per_rank:(ctx.rank + 1) * per_rank]].to(choice.device)  # (B/W, T)
         cursor += cfg.batch_size
         lr = lr_at(step - 1, steps, warmup, cfg.lr, cfg.min_lr_ratio)
         for group in optimizer.param_groups:
@@ -224,14 +253,15 @@ def train_model(model: torch.nn.Module, train_blocks: Blocks, heldout_blocks: Bl
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        lm_value = lm.item()  # also waits for the step to finish
+        # the global batch's mean losses (one all-reduce under torchrun); also waits for the step
+        lm_value, aux_value = distributed.mean_over_ranks([lm, lm if aux is None else aux], ctx)
         synchronize(choice)
         wall += time.perf_counter() - t0
         if not math.isfinite(lm_value):
             raise ProbeError(f"Training diverged at step {step} (loss {lm_value}); lower the learning rate "
                              f"(now {cfg.lr:g}).")
         sum_loss += lm_value
-        sum_aux += 0.0 if aux is None else aux.item()
+        sum_aux += 0.0 if aux is None else aux_value
         n_logged += 1
         if step % log_every == 0 or step == steps:
             last_train = sum_loss / n_logged
@@ -265,6 +295,8 @@ def train_model(model: torch.nn.Module, train_blocks: Blocks, heldout_blocks: Bl
         "final_blocks": sum(len(b) for b in final_subsets.values()),
         "eval_loss_weights": "training-mixture share of each domain", "domain_weights": weights, "compile": bool(cfg.compile and choice.kind == "cuda"),
         "flops_per_token": fpt,
+        "distributed": distributed.describe(strategy, ctx, batch_per_rank=per_rank,
+                                            batch_rule="global batch fixed, split evenly over ranks"),
     }
     return TrainResult(metrics=metrics, domain_loss=domain_loss, steps=steps, tokens=tokens, flops=fpt * tokens,
                        final_train_loss=last_train, final_eval_loss=eval_loss, domain_weights=weights,
