@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -106,14 +106,19 @@ def forget_files(store: Store, paths: Iterable[str]) -> None:
             conn.execute(sa.delete(schema.watch_files).where(schema.watch_files.c.path.in_(paths)))
 
 
-def _watched_names(conn, except_path: Optional[str] = None) -> set[str]:
-    stmt = sa.select(schema.watch_files.c.path, schema.watch_files.c.runs)
-    return {n for path, runs in conn.execute(stmt) if path != except_path for n in json.loads(runs or "[]")}
+def _owners(conn) -> dict[str, set[str]]:
+    """run name -> the watched files that feed it."""
+    out: dict[str, set[str]] = {}
+    for path, runs in conn.execute(sa.select(schema.watch_files.c.path, schema.watch_files.c.runs)):
+        for name in json.loads(runs or "[]"):
+            out.setdefault(name, set()).add(path)
+    return out
 
 
 # ------------------------------------------------------------------------------ the scan's writes
 def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
-               replace: Iterable[str] = (), other_rows: Sequence[dict] = ()) -> list[dict]:
+               replace: Iterable[str] = (), other_rows: Sequence[dict] = (),
+               may_share: Callable[[str], bool] = lambda path: False) -> list[dict]:
     """Store what one file gave, and its new state ``row``, in ONE transaction.
 
     ``mode`` "append": each run's points are added to the stored run of that name (created the first
@@ -121,7 +126,9 @@ def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
     the file's runs hold exactly what it holds now. ``other_rows``: states of other files read for a
     replace (the other event files of a TensorBoard run), stored in the same transaction.
     ``row["n_rows"]`` becomes the stored rows of the file's runs. A run name the store holds from elsewhere (an
-    upload, another tool) is refused: the file stops, the other run is untouched.
+    upload, another tool) or that another watched file feeds is refused: the file stops, the other run
+    is untouched; ``may_share(path)`` names the other files that may feed the same run (the event
+    files of one TensorBoard folder, the checkpoints of one Trainer run).
     Returns per run: name, format, n_metric_rows (total after), added_rows (this write's rows; a
     replace counts the rows it stored minus those it removed).
     """
@@ -133,12 +140,17 @@ def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
     with store.write() as conn:
         runs_t, metrics_t = schema.runs, schema.metrics
         stored = dict(conn.execute(sa.select(runs_t.c.name, runs_t.c.id).where(runs_t.c.name.in_(names))).all())
-        ours = _watched_names(conn)  # runs some watched file (this one included) already feeds
-        foreign = [n for n in names if n in stored and n not in ours]
-        if foreign:
-            raise DuplicateRunError(
-                f"A run named {foreign[0]!r} is already in the store and does not come from a watched file: "
-                "rename or delete that run, or move this file, and the watcher reads it at its next scan")
+        owners = _owners(conn)
+        for name in names:
+            others = sorted(p for p in owners.get(name, ()) if p != row["path"] and not may_share(p))
+            if others:
+                raise DuplicateRunError(
+                    f"The run {name!r} is already fed by the watched file {others[0]}: give one of the two "
+                    "files another name or folder, and the watcher reads it at its next scan")
+            if name in stored and name not in owners:
+                raise DuplicateRunError(
+                    f"A run named {name!r} is already in the store and does not come from a watched file: "
+                    "rename or delete that run, or move this file, and the watcher reads it at its next scan")
         before: dict[str, int] = {}
         if mode == "replace":
             doomed = sorted(set(replace) | set(names))

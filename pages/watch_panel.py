@@ -107,9 +107,8 @@ def watch_panel(store: Store) -> None:
         if c2.button("Watch", key="watch_add", disabled=not new):
             with user_errors():
                 folder = watch_service.add_folder(store, new)
-                if watcher is not None:
-                    watcher.scan()
-                st.success(f"Watching {literal(folder)}.")
+                # the background scan reads it (a big folder's first import must not block the page)
+                st.success(f"Watching {literal(folder)}: its runs appear within a few seconds.")
         if len(files):
             shown = files.assign(
                 file=[os.path.relpath(p, f) for p, f in zip(files["path"], files["folder"])],
@@ -127,12 +126,13 @@ def follow_live(store: Store, every: Optional[float] = None) -> None:
     watcher = current_watcher(store)
     interval = every or (watcher.interval if watcher is not None else watch_service.interval_from_env())
 
+    # The store as this full run draws it; a change made by this run itself (an import above) is
+    # already in it, so the run's own messages are never wiped by a rerun.
+    st.session_state[MARKER_KEY] = watch_service.change_marker(store)
+
     @st.fragment(run_every=interval)
     def _follow():
-        marker = watch_service.change_marker(store)
-        previous = st.session_state.get(MARKER_KEY)
-        st.session_state[MARKER_KEY] = marker
-        if previous is not None and previous != marker:
+        if watch_service.change_marker(store) != st.session_state.get(MARKER_KEY):
             st.rerun()  # the whole page: the table, the metric list and the chart pick up the new rows
         live_caption(store)
 

@@ -176,6 +176,18 @@ def _run_name(folder: str, rel: str) -> str:
     return stem if stem and ext else rel
 
 
+def _sharers(path: str, fmt: Optional[str]) -> Callable[[str], bool]:
+    """Which other files may feed the run ``path`` feeds: the event files of its folder (a restarted
+    job writes a new one), the trainer_state.json files of its run's checkpoints; for tables, none."""
+    if fmt == "tensorboard":
+        folder = os.path.dirname(path)
+        return lambda other: os.path.dirname(other) == folder and tensorboard_events.is_tfevents_name(other)
+    if fmt == "hf_trainer":
+        run_dir = hf_trainer.run_dir_of(path)  # checkpoint-N/ folders belong to their parent's run
+        return lambda other: os.path.basename(other) == hf_trainer.STATE_FILE and hf_trainer.run_dir_of(other) == run_dir
+    return lambda other: False
+
+
 class Watcher:
     """Scans watched folders into a store. ``folders``: this process's folders (``--watch``,
     $SCALESCOPE_WATCH); the store's own list (the Runs page's panel) and its inbox are always added."""
@@ -319,7 +331,8 @@ class Watcher:
         new["runs"] = list(dict.fromkeys(list(base["runs"]) + names))
         try:
             stored = watch_db.store_rows(self.store, new, read.mode, read.runs,
-                                         replace=base["runs"] if read.mode == "replace" else (), other_rows=others)
+                                         replace=base["runs"] if read.mode == "replace" else (), other_rows=others,
+                                         may_share=_sharers(path, state.fmt))
         except InputError as exc:  # a name taken by a run from elsewhere, or a rule the store checks
             self._fail(base, report, str(exc))
             return

@@ -486,3 +486,46 @@ def test_watch_tables_and_writes_on_both_engines(any_db_url, tmp_path):
         assert watch_service.stored_folders(s) == [str(logs)]
     finally:
         s.close()
+
+
+def test_two_watched_files_never_feed_one_run(store, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "same.csv").write_text("step,loss\n0,1.0\n")
+    (b / "same.csv").write_text("step,loss\n0,9.0\n1,8.0\n")
+    report = Watcher(store, [str(a), str(b)], settle_s=3600).scan()
+    assert added(report) == {"same": 1} and "already fed by the watched file" in report.errors[str(b / "same.csv")]
+    assert rows(store, "same")["value"].tolist() == [1.0]
+
+
+# ---------------------------------------------------------------------------------------- the Runs page
+def test_runs_page_panel_adds_a_folder_and_shows_reasons_literally(db_url, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    logs = tmp_path / "page-logs"
+    logs.mkdir()
+    (logs / "ok.csv").write_text("step,loss\n0,1.0\n")
+    (logs / "[x](http:evil) bad.csv").write_text("step,loss\n0,nan\n")
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    monkeypatch.setenv(watch_service.INTERVAL_ENV, "0.2")
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.text_input(key="watch_new_folder").input(str(logs)).run()
+    at.button(key="watch_add").click().run()
+    assert any("Watching" in s.value for s in at.success)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        at.run()
+        if any("bad.csv" in e.value for e in at.error):
+            break
+        time.sleep(0.3)
+    reason = next(e.value for e in at.error if "bad.csv" in e.value)
+    assert "\\[x\\]" in reason and "NaN" in reason  # the file name is escaped, never a link
+    assert any("● live" in c.value and "ok" in c.value for c in at.caption)
+    assert at.button(key=f"watch_remove_{logs}")
+    at.button(key=f"watch_remove_{logs}").click().run()
+    assert not at.exception
+    s = Store(db_url)
+    assert watch_service.stored_folders(s) == [] and "ok" in s.run_names()
+    s.close()
