@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from core.errors import StoreError
-from db import schema
+from db import dialects, schema
 from db.store import Store, _file_of, default_url
 
 BATCH_ROWS = 100_000
@@ -223,6 +223,9 @@ def _read_parquet(store: Store, conn, table: sa.Table, path: Path) -> int:
             return int(conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"').rowcount)
         finally:
             raw.unregister(view)
+    if conn.dialect.name == "postgresql":  # COPY, as every bulk load on PostgreSQL (db/dialects.py)
+        return dialects.copy_batches(conn, table.name, target.names, (
+            part for b in batches if b.num_rows for part in pa.Table.from_batches([b]).cast(target).to_batches()))
     rows = 0
     for batch in batches:
         data = pa.Table.from_batches([batch]).cast(target)

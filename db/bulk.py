@@ -213,16 +213,23 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
     """The PostgreSQL path of :func:`ingest_long_table`: a private in-memory DuckDB reads the file (the
     same readers, column and name rules, and bad-row rule as the DuckDB path) and checks every row
     before the server is touched; then ONE PostgreSQL transaction creates the runs (under advisory
-    locks on their names) and takes the rows through COPY, streamed in Arrow batches, never whole."""
+    locks on their names) and takes the rows through binary COPY, in Arrow batches encoded while the
+    server stores the previous ones. The rows sit in DuckDB's memory meanwhile (columnar, ~60 bytes a
+    row), never as Python objects."""
     reader = sa.create_engine("duckdb:///:memory:", poolclass=sa.pool.StaticPool)
     try:
         with _literal_path(path) as literal, reader.connect() as duck:
             try:
                 cols, source, q = _source(duck, literal, what)
-                typed = (f"SELECT CAST({q('run')} AS VARCHAR) AS run, CAST({q('metric')} AS VARCHAR) AS name, "
-                         + ", ".join(f"CAST({q(k)} AS DOUBLE) AS {k}" for k in ("step", "tokens", "flops", "wall_time",
-                                                                                  "value"))
-                         + f" FROM {source}")
+                # The file is parsed once, into the private DuckDB's memory; both passes below read that
+                # table, not the file. The file's order is kept: rows that arrive run by run stay
+                # together on the server, where the BRIN index on run_id finds a run's blocks.
+                duck.exec_driver_sql(
+                    f"CREATE TEMP TABLE _ss_rows AS SELECT CAST({q('run')} AS VARCHAR) AS run, "
+                    f"CAST({q('metric')} AS VARCHAR) AS name, "
+                    + ", ".join(f"CAST({q(k)} AS DOUBLE) AS {k}" for k in ("step", "tokens", "flops", "wall_time",
+                                                                           "value")) + f" FROM {source}")
+                typed = "SELECT * FROM _ss_rows"
                 # One pass: rows, final tokens/FLOPs and bad rows per (run, metric).
                 pairs = duck.exec_driver_sql(
                     f"SELECT run, name, count(*), max(tokens), max(flops), count(*) FILTER ({_BAD_ROW}) "

@@ -159,6 +159,7 @@ class Store:
         self.engine = None
         try:
             self.engine = sa.create_engine(self.url, **self.dialect.engine_options())
+            self.dialect.prepare_engine(self.engine)
             sa.event.listen(self.engine, "handle_error", self._translate_error)
             self._upgrade(self.display_url, create)
         except Exception as exc:
