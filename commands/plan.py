@@ -4,6 +4,11 @@
                        [--inference-tokens T [--target-loss L | --reference-params N]]
                        [--experts E [--routed-preset clark_sbase | --routed-fit ID]] [--json]
     python cli.py plan --accelerator H100 --count 1024 --days 30 --mfu 0.4 [--dtype bf16] [--price 2.5]
+    python cli.py plan --flops 1e22 --granularity 8|auto [--expansion 64] [--top-k K] [--fgmoe-fit ID] [--json]
+    python cli.py plan --dcpt --n-params 1e9 --train-tokens 2e10 [--general-loss-max 2.5]
+                       [--domain-fit ID --general-fit ID] [--json]
+    python cli.py plan --inference-budget 1e15 [--strategy majority|best_of_n] [--tokens-per-sample 512]
+                       [--sizes 1e9 7e9 34e9] [--accuracy-law A B SPREAD] [--json]
 
 Prints N* (n_params), D* (tokens), tokens_per_param, loss and flops, with bootstrap interval bounds
 when the fit stored them. Every number comes from core/planner.py, core/inference_aware.py and
@@ -57,6 +62,26 @@ def register(sub) -> None:
     routed = p.add_mutually_exclusive_group()
     routed.add_argument("--routed-preset", help=f"routed law for --experts (default {DEFAULT_ROUTED_PRESET})")
     routed.add_argument("--routed-fit", help="id of a stored routed fit for --experts")
+    fg = p.add_argument_group("fine-grained MoE (Krajewski et al. 2024; core/fine_grained_moe.py)")
+    fg.add_argument("--granularity", help="G ≥ 1, or 'auto' for the best of 1…64 → optimal active N and D, router "
+                    "FLOPs counted")
+    fg.add_argument("--expansion", default="64", help="expansion rate E: total expert params / one FFN (default 64)")
+    fg.add_argument("--top-k", help="experts per token (default G: active = one FFN, as the paper)")
+    fg.add_argument("--fgmoe-fit", help="id of a stored fine_grained_moe fit (default: the published constants)")
+    dc = p.add_argument_group("domain mixture (D-CPT law, Que et al. 2024; core/dcpt.py): --dcpt needs no --flops")
+    dc.add_argument("--dcpt", action="store_true", help="optimal domain ratio r_d at --n-params and --train-tokens")
+    dc.add_argument("--n-params", help="model size N for --dcpt, e.g. 1e9")
+    dc.add_argument("--train-tokens", help="training tokens D for --dcpt, e.g. 2e10")
+    dc.add_argument("--general-loss-max", help="keep the general-corpus loss at most this (nats)")
+    dc.add_argument("--domain-fit", help="id of a stored dcpt_domain fit (default: the demo law)")
+    dc.add_argument("--general-fit", help="id of a stored dcpt_general fit (default: the demo law)")
+    inf = p.add_argument_group("inference compute (Wu et al. 2024; core/inference_compute.py): no --flops needed")
+    inf.add_argument("--inference-budget", help="inference FLOPs per problem → best model size and sample count")
+    inf.add_argument("--strategy", default="majority", help="majority (voting) or best_of_n (oracle verifier)")
+    inf.add_argument("--tokens-per-sample", default="512", help="generated tokens per sample (default 512)")
+    inf.add_argument("--sizes", nargs="+", help="candidate model sizes (default: 70M … 70B)")
+    inf.add_argument("--accuracy-law", nargs=3, metavar=("A", "B", "SPREAD"),
+                     help="per-sample accuracy law σ(A + B·ln(N/1e9) − δ), δ ~ N(0, SPREAD) (default 0 0.2 0.5)")
     p.set_defaults(handler=run_plan)
 
 
@@ -111,12 +136,109 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _stored_params(args, stores: list, fit_id, law_keys: tuple) -> dict:
+    """The params dict of stored fit ``fit_id``, which must be of one of ``law_keys``."""
+    from services.fits import get_fit
+
+    if not stores:
+        stores.append(open_store(args))
+    fit = get_fit(stores[0], int(_number("fit id", fit_id)))
+    if fit.get("law") not in law_keys:
+        raise PlanError(f"Fit #{fit_id} is a {fit.get('law')} fit; this needs a {' or '.join(law_keys)} fit.")
+    return dict(fit["params"])
+
+
+def _dcpt_plan(args) -> int:
+    """plan --dcpt: Que et al. 2024's optimal domain ratio under a general-loss limit (core/dcpt.py)."""
+    from core import dcpt
+
+    if args.n_params is None or args.train_tokens is None:
+        raise PlanError("--dcpt needs --n-params and --train-tokens, e.g. --n-params 1e9 --train-tokens 2e10.")
+    stores: list = []
+    try:
+        domain = dcpt.DEMO_DOMAIN if args.domain_fit is None else dcpt.params_from(
+            _stored_params(args, stores, args.domain_fit, ("dcpt_domain",)))
+        general = dcpt.DEMO_GENERAL if args.general_fit is None else dcpt.params_from(
+            _stored_params(args, stores, args.general_fit, ("dcpt_general",)))
+    finally:
+        for store in stores:
+            store.close()
+    limit = None if args.general_loss_max is None else _number("--general-loss-max", args.general_loss_max)
+    mix = dcpt.optimal_ratio(_number("--n-params", args.n_params), _number("--train-tokens", args.train_tokens),
+                             domain, general, limit)
+    payload = {"dcpt": mix.to_dict(), "laws": {
+        "domain": f"fit #{args.domain_fit}" if args.domain_fit else dcpt.DEMO_SOURCE,
+        "general": f"fit #{args.general_fit}" if args.general_fit else dcpt.DEMO_SOURCE},
+        "citation": "Que et al. 2024, D-CPT Law, eq. (4); optimum of §4 (core/dcpt.py)"}
+    emit(args, payload, "\n".join([
+        f"D-CPT (Que et al. 2024) at N = {_fmt(mix.n_params)}, D = {_fmt(mix.tokens)}"
+        + (f", general loss ≤ {mix.general_loss_max:g}" if mix.general_loss_max is not None else ""),
+        f"  domain ratio r_d*  {mix.domain_ratio:.4f}" + ("  (the general-loss limit binds)" if mix.constrained else ""),
+        f"  domain loss       {mix.domain_loss:.4f}",
+        f"  general loss      {mix.general_loss:.4f}"]))
+    return 0
+
+
+def _inference_plan(args) -> int:
+    """plan --inference-budget: model size vs samples at a per-problem budget (Wu et al. 2024)."""
+    from core import inference_compute as ic
+
+    law = ic.SampleAccuracyLaw() if args.accuracy_law is None else ic.SampleAccuracyLaw(
+        *(_number("--accuracy-law", v) for v in args.accuracy_law))
+    sizes = ic.DEFAULT_SIZES if not args.sizes else [_number("--sizes", v) for v in args.sizes]
+    result = ic.plan_inference(_number("--inference-budget", args.inference_budget), law, strategy=args.strategy,
+                               tokens_per_sample=_number("--tokens-per-sample", args.tokens_per_sample), sizes=sizes)
+    best = result.best
+    lines = [f"inference compute (Wu et al. 2024), {result.strategy}, {_fmt(result.budget_flops)} FLOPs per problem:",
+             f"  best: {_fmt(best.n_params)} params × {best.samples} samples → accuracy {best.accuracy:.4f}"]
+    lines += [f"  {_fmt(c.n_params):>8} × {c.samples:<8} {c.accuracy:.4f}" for c in result.table]
+    emit(args, {"inference_compute": result.to_dict(),
+                "citation": "Wu et al. 2024, Inference Scaling Laws; coverage Brown et al. 2024 eq. (1); "
+                            "majority vote by the binomial formula (core/inference_compute.py)"}, "\n".join(lines))
+    return 0
+
+
+def _fine_grained(args, flops, stores: list) -> tuple:
+    """(payload, lines) of the fine-grained MoE plan at ``flops`` (Krajewski et al. 2024)."""
+    from core import fine_grained_moe as fgm
+    from core.planner import check_flops
+
+    p = fgm.KRAJEWSKI_2024 if args.fgmoe_fit is None else fgm.FineGrainedMoEParams(
+        **{k: float(v) for k, v in _stored_params(args, stores, args.fgmoe_fit, ("fine_grained_moe",)).items()
+           if k in fgm.FGMOE_PARAMS})
+    expansion = _number("--expansion", args.expansion)
+    top_k = None if args.top_k is None else _number("--top-k", args.top_k)
+    c = check_flops(flops)
+    if str(args.granularity).strip().lower() == "auto":
+        best, plans = fgm.best_granularity(c, p, expansion, top_k=top_k)
+    else:
+        best = fgm.moe_plan(c, p, fgm.MoEShape(expansion, _number("--granularity", args.granularity), top_k))
+        plans = [best]
+    payload = {**best.to_dict(), "by_granularity": [q.to_dict() for q in plans],
+               "law": "fit #" + str(args.fgmoe_fit) if args.fgmoe_fit else "Krajewski et al. 2024 eq. (4), published"}
+    lines = [f"fine-grained MoE (Krajewski et al. 2024), E = {best.expansion:g}, G = {best.granularity:g}, "
+             f"top-k = {best.top_k:g}:",
+             f"  active params   {_fmt(best.n_active_params)}",
+             f"  tokens          {_fmt(best.tokens)}",
+             f"  total params    {_fmt(best.n_total_params)}",
+             f"  router FLOPs    {best.router_flops_share:.1%} of training",
+             f"  loss            {best.loss:.4f}"] + [f"  note: {n}" for n in best.notes]
+    return payload, lines
+
+
 def run_plan(args) -> int:
+    if args.dcpt:
+        return _dcpt_plan(args)
+    if args.inference_budget is not None:
+        return _inference_plan(args)
     flops, cluster_budget = _budget(args)
     stores: list = []
     try:
         choice = _law_choice(args, stores)
         extra = {} if args.unique_tokens is None else {"unique_tokens": _number("--unique-tokens", args.unique_tokens)}
+        if "granularity" in law_of(choice.params).plan_inputs:  # a fine_grained_moe fit: G of its generic optimum
+            g = args.granularity if args.granularity not in (None, "auto") else "1"
+            extra["granularity"] = _number("--granularity", g)
         best = plan_for(flops, choice, **extra)
         payload = {**best.to_dict(), "law": {"key": choice.key, "label": choice.label,
                                             "citation": choice.citation}}
@@ -170,6 +292,9 @@ def run_plan(args) -> int:
                       f"  total params    {_fmt(moe.n_total_params)}",
                       f"  tokens          {_fmt(moe.tokens)}",
                       f"  loss            {moe.loss:.4f}"]
+        if args.granularity is not None:
+            payload["fine_grained_moe"], more = _fine_grained(args, flops, stores)
+            lines += more
     finally:
         for store in stores:
             store.close()

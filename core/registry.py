@@ -17,9 +17,11 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from core import laws
+from core import dcpt, laws
+from core import fine_grained_moe as fgmoe
 from core.errors import FitError, PlanError
 from core.fitting import residuals as res
+from core.fitting.numeric import numeric_spec
 from core.fitting.residuals import FitSpec
 from core.search import DEFAULT_SEARCH, SearchConfig, iso_flop_argmin
 
@@ -200,7 +202,41 @@ def _data_constrained(p: Mapping) -> laws.DataConstrainedParams:
 _OBJECT_FROM_PARAMS = {
     "chinchilla": _chinchilla, "kaplan_nd": _kaplan, "routed": lambda p: laws.RoutedParams(**p),
     "data_constrained": _data_constrained,
+    "fine_grained_moe": lambda p: fgmoe.FineGrainedMoEParams(**{k: p[k] for k in fgmoe.FGMOE_PARAMS}),
 }
+
+
+def check_granularity(granularity) -> float:
+    """The granularity G of a fine-grained MoE plan as a float ≥ 1; PlanError otherwise."""
+    g = positive_number(granularity, f"Granularity {granularity!r} must be a number ≥ 1 (1 = standard MoE), e.g. 8.")
+    if g < 1:
+        raise PlanError(f"Granularity {g:g} must be ≥ 1 (1 = experts the size of the dense FFN).")
+    return g
+
+
+def _dcpt_law(general: bool) -> "Law":
+    which, ratio = ("general", "1 − r") if general else ("domain", "r")
+    return Law(
+        key=f"dcpt_{which}",
+        label=f"D-CPT {which}-corpus loss L = E + A/N^α + B·r^η/D^β + C/(r+ε)^γ at r = {ratio} (Que et al. 2024)",
+        latex=(r"L_{" + ("g" if general else "d") + r"}(N, D, r) = E + \frac{A}{N^\alpha} + \frac{B\,r^\eta}{D^\beta}"
+               r" + \frac{C}{(r + \epsilon)^\gamma},\; r = " + (r"1 - r_d" if general else r"r_d")),
+        citation="Que et al. 2024, 'D-CPT Law: Domain-specific Continual Pre-Training Scaling Law for Large Language "
+                 "Models', eq. (4) (form as read, see core/dcpt.py); r_d the domain share of the training mixture",
+        param_names=dcpt.DCPT_PARAMS, inputs=("n_params", "tokens", "mixture_ratio"),
+        predict_fn=lambda p, x: dcpt.dcpt_loss(x["n_params"], x["tokens"],
+                                               (1.0 - np.asarray(x["mixture_ratio"], np.float64)) if general
+                                               else x["mixture_ratio"], dcpt.params_from(p)),
+        fit=numeric_spec(dcpt.DCPT_THETA, dcpt.dcpt_log_pred(general), dcpt.dcpt_theta_to_params,
+                         dcpt.dcpt_starts(general),
+                         min_distinct=(("mixture_ratio", 3, "the D-CPT law needs runs at 3 or more mixture ratios: "
+                                                           "run `cli.py probe sweep --mixture ...`"),)),
+        not_plannable="the D-CPT law plans a mixture ratio, not a split of compute: use the Planner's D-CPT panel "
+                      "or `cli.py plan --dcpt`.",
+        n_kind="active",
+        data_note=f"Que et al. 2024: fit the {which}-corpus held-out loss (metric '{which}_loss' of a mixture "
+                  "sweep) against N, D and each run's domain ratio r_d (config 'mixture_ratio').",
+    )
 
 
 _KAPLAN_NOTE = ("Kaplan et al. 2020 count N WITHOUT embeddings: choose the non-embedding parameter count below "
@@ -299,6 +335,31 @@ LAW_LIST: tuple = (
                   "are repeated epochs): the run config's 'unique_tokens'.",
     ),
 )
+LAW_LIST = LAW_LIST + (
+    _dcpt_law(general=False),
+    _dcpt_law(general=True),
+    Law(
+        key="fine_grained_moe",
+        label="Fine-grained MoE L = c + (g/G^γ + a)/N^α + b/D^β (Krajewski et al. 2024)",
+        latex=r"L(N, D, G) = c + \left(\frac{g}{G^\gamma} + a\right)\frac{1}{N^\alpha} + \frac{b}{D^\beta}",
+        citation="Krajewski et al. 2024, 'Scaling Laws for Fine-Grained Mixture of Experts', eq. (4); N active "
+                 "non-embedding parameters, G granularity",
+        param_names=fgmoe.FGMOE_PARAMS, inputs=("n_params", "tokens", "granularity"),
+        predict_fn=lambda p, x: fgmoe.fine_grained_loss(x["n_params"], x["tokens"], x["granularity"],
+                                                        fgmoe.FineGrainedMoEParams(**p)),
+        fit=numeric_spec(fgmoe.FGMOE_THETA, fgmoe.fgmoe_log_pred, fgmoe.fgmoe_theta_to_params, fgmoe.fgmoe_starts,
+                         min_distinct=(("granularity", 2, "the fine-grained MoE law needs runs at 2 or more "
+                                                          "granularities (config 'granularity')"),)),
+        params_type=fgmoe.FineGrainedMoEParams, check=fgmoe.check_fine_grained,
+        loss_nd=lambda p, extra: (lambda n, d: fgmoe.fine_grained_loss(
+            n, d, check_granularity(extra.get("granularity", 1.0)), p)),
+        plan_inputs=("granularity",),
+        n_kind="active",
+        data_note="Krajewski et al. 2024 use ACTIVE non-embedding parameters and each run's granularity G "
+                  "(config 'granularity'; 1 = experts the size of the dense FFN). The planner's generic optimum "
+                  "counts C = 6·N·D; the fine-grained MoE panel adds the router's FLOPs.",
+    ),
+)
 LAWS: dict = {law.key: law for law in LAW_LIST}
 LAW_NAMES: tuple = tuple(LAWS)
 
@@ -339,4 +400,4 @@ def law_for_params(names: Sequence[str]) -> Optional[Law]:
 
 __all__ = ["Law", "LAWS", "LAW_LIST", "LAW_NAMES", "FitSpec", "get_law", "predict", "law_of", "law_for_params",
            "check_chinchilla", "check_kaplan", "check_routed", "check_data_constrained", "check_unique_tokens",
-           "CHINCHILLA_PARAMS", "positive_number"]
+           "CHINCHILLA_PARAMS", "positive_number", "check_granularity"]

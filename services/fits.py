@@ -45,6 +45,9 @@ TARGET_KINDS = {
 # Which runs column stands for N. Kaplan et al. 2020 fit the NON-embedding count.
 N_KINDS = {"total": "n_params", "nonembedding": "n_nonembedding_params", "active": "n_active_params"}
 X_CHOICES = ("n_params", "tokens", "flops")  # the single variable of power_law_offset
+# Law inputs read from each run's config (core.registry input names): the D-CPT law's domain share of the
+# training mixture (Que et al. 2024) and the fine-grained MoE law's granularity (Krajewski et al. 2024).
+CONFIG_COLUMNS = {"mixture_ratio": "domain mixture ratio r_d", "granularity": "MoE granularity G"}
 METHODS = {key: law.methods for key, law in LAWS.items()}  # the default method first (core/registry.py)
 # Named start grids for Approach 3. "full" is the published 4,500-point grid (Besiroglu et al. 2024);
 # "coarse" keeps each axis' ends and middle (3⁵ = 243 starts); "quick" is 32 starts around typical
@@ -114,6 +117,9 @@ class FitData:
     selection: dict  # JSON: what reproduces these points (see module docstring)
     budget: Optional[np.ndarray] = None  # (n,) the IsoFLOP budget a run was planned at, when it says
     unique_tokens: Optional[np.ndarray] = None  # (n,) distinct tokens U_D of a run's data (config 'unique_tokens')
+    # (n,) per-run config numbers of the D-CPT and fine-grained MoE laws (CONFIG_COLUMNS): domain ratio r_d, G
+    mixture_ratio: Optional[np.ndarray] = None
+    granularity: Optional[np.ndarray] = None
     curves: Optional[pd.DataFrame] = field(default=None, repr=False)  # full curves (Approach 1), loaded on demand
 
     def __len__(self) -> int:
@@ -122,6 +128,9 @@ class FitData:
     def column(self, name: str) -> np.ndarray:
         if name == "unique_tokens":
             return self.unique_tokens if self.unique_tokens is not None else np.full(len(self), np.nan)
+        if name in CONFIG_COLUMNS:
+            values = getattr(self, name)
+            return values if values is not None else np.full(len(self), np.nan)
         return {"n_params": self.n_params, "tokens": self.tokens, "flops": self.flops,
                 "n_experts": self.n_experts}[name]
 
@@ -139,7 +148,8 @@ class FitData:
             if missing.any():
                 who = sorted(set(self.run[missing].tolist()))
                 what = {"n_params": f"{self.n_kind} parameter count",
-                        "unique_tokens": "unique-token count (config 'unique_tokens')"}.get(col, col)
+                        "unique_tokens": "unique-token count (config 'unique_tokens')",
+                        **{c: f"{label} (config '{c}')" for c, label in CONFIG_COLUMNS.items()}}.get(col, col)
                 raise InputError(f"{len(who)} selected run(s) have no {what}: {', '.join(who[:5])}"
                                  f"{' …' if len(who) > 5 else ''}; fill the sizes on the Runs page or deselect them")
             out[key] = values
@@ -223,6 +233,8 @@ def _sizes(runs: pd.DataFrame, n_kind: str) -> pd.DataFrame:
                                _num(runs, "n_params"))
     out["budget"] = [_config_number(c, "budget_flops") for c in runs["config"]]
     out["unique_tokens"] = [_config_number(c, "unique_tokens") for c in runs["config"]]
+    for column in CONFIG_COLUMNS:
+        out[column] = [_config_number(c, column) for c in runs["config"]]
     return out.set_index("run")
 
 
@@ -289,7 +301,8 @@ def load_fit_data(store: Store, runs: Sequence[str], target: Target = Target(), 
                    tokens=points["tokens"].to_numpy(np.float64), flops=points["flops"].to_numpy(np.float64),
                    n_experts=s["n_experts"].to_numpy(np.float64), y=points["y"].to_numpy(np.float64),
                    target=target, n_kind=n_kind, selection=selection, budget=s["budget"].to_numpy(np.float64),
-                   unique_tokens=s["unique_tokens"].to_numpy(np.float64))
+                   unique_tokens=s["unique_tokens"].to_numpy(np.float64),
+                   **{c: s[c].to_numpy(np.float64) for c in CONFIG_COLUMNS})
 
 
 def load_curves(store: Store, data: FitData, max_points: int = 200) -> pd.DataFrame:
@@ -351,7 +364,8 @@ def _data_from_points(selection: Mapping) -> FitData:
     return FitData(run=np.array(selection["runs"], dtype=object), n_params=arr["n_params"], tokens=arr["tokens"],
                    flops=flops, n_experts=arr.get("n_experts", np.ones_like(arr["y"])), y=arr["y"],
                    target=Target.from_dict(selection.get("target", {})), n_kind=selection.get("n_kind", "total"),
-                   selection=dict(selection), unique_tokens=arr.get("unique_tokens"))
+                   selection=dict(selection), unique_tokens=arr.get("unique_tokens"),
+                   **{c: arr.get(c) for c in CONFIG_COLUMNS})
 
 
 # ============================================================================================
@@ -505,7 +519,8 @@ def kept_points(data: FitData, result: FitResult) -> FitData:
     return FitData(run=data.run[idx], n_params=data.n_params[idx], tokens=data.tokens[idx], flops=data.flops[idx],
                    n_experts=data.n_experts[idx], y=data.y[idx], target=data.target, n_kind=data.n_kind,
                    selection=data.selection, budget=None if data.budget is None else data.budget[idx],
-                   unique_tokens=None if data.unique_tokens is None else data.unique_tokens[idx])
+                   unique_tokens=None if data.unique_tokens is None else data.unique_tokens[idx],
+                   **{c: None if getattr(data, c) is None else getattr(data, c)[idx] for c in CONFIG_COLUMNS})
 
 
 def compute_levels(flops) -> np.ndarray:

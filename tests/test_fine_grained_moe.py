@@ -1,0 +1,115 @@
+"""Fine-grained MoE (Krajewski et al. 2024; core/fine_grained_moe.py): the published constants, the
+numeric optimum against the closed form it must reduce to without router cost (Hoffmann et al. 2022
+eq. (4) with A = g/G^γ + a, B = b), exact recovery of the constants by the registry's fit on a
+synthetic ground truth drawn from them, the FLOPs rule with the router, the paper's qualitative
+claims, the comparison with Clark et al. 2022's routed law, and `cli.py plan --granularity` as JSON."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cli import main
+from core import fine_grained_moe as fg
+from core.errors import PlanError
+from core.fitting.generic import fit_law
+from core.laws import compute_optimal_nd
+from core.planner import plan
+from core.registry import LAWS
+
+P = fg.KRAJEWSKI_2024
+
+
+def test_published_constants_and_registry_entry():
+    assert (P.a, P.alpha, P.b, P.beta, P.g, P.gamma, P.c) == (18.1, 0.115, 30.8, 0.147, 2.1, 0.58, 0.47)
+    law = LAWS["fine_grained_moe"]
+    assert law.inputs == ("n_params", "tokens", "granularity") and "Krajewski et al. 2024" in law.citation
+    assert law.plannable and law.plan_inputs == ("granularity",) and law.n_kind == "active"
+    n, d, g = 1e9, 2e10, 8.0
+    expected = 0.47 + (2.1 / 8 ** 0.58 + 18.1) / 1e9 ** 0.115 + 30.8 / 2e10 ** 0.147
+    assert float(fg.fine_grained_loss(n, d, g, P)) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("flops, granularity", [(1e19, 1.0), (1e22, 8.0), (1e25, 32.0)])
+def test_optimum_without_router_is_the_chinchilla_closed_form(flops, granularity):
+    got = fg.moe_plan(flops, P, fg.MoEShape(64, granularity), router=False)
+    a_eff = P.g * granularity ** -P.gamma + P.a
+    n_star, d_star = compute_optimal_nd(flops, a_eff, P.b, P.alpha, P.beta)
+    assert got.n_active_params == pytest.approx(float(n_star), rel=1e-6)
+    assert got.tokens == pytest.approx(float(d_star), rel=1e-6)
+    # the registry's generic planner (C = 6·N·D, iso-FLOP search) agrees
+    generic = plan(flops, P, granularity=granularity)
+    assert generic.n_params == pytest.approx(float(n_star), rel=1e-6) and generic.method == "iso_flop_search"
+
+
+def test_fit_recovers_the_published_constants_from_synthetic_data():
+    n, d, g = (a.ravel() for a in np.meshgrid(np.logspace(7, 9, 4), np.logspace(9, 11, 3), [1, 2, 4, 8, 16],
+                                              indexing="ij"))
+    y = fg.fine_grained_loss(n, d, g, P)
+    result = fit_law("fine_grained_moe", {"n_params": n, "tokens": d, "granularity": g}, y, n_bootstrap=0)
+    for name in fg.FGMOE_PARAMS:
+        assert result.params[name] == pytest.approx(getattr(P, name), rel=1e-4), name
+
+
+def test_flops_rule_counts_the_router_as_the_paper_does():
+    n, shape = 1e9, fg.MoEShape(expansion=64, granularity=8)
+    d_model = (n * 128 / 12) ** (1 / 3)  # top-k = G: 12·d² per block, n_blocks = d/128
+    assert float(fg.d_model_for(n, shape)) == pytest.approx(d_model, rel=1e-12)
+    expected = 6 * n + 14 * d_model * (64 * 8) * (d_model / 128)
+    assert float(fg.flops_per_token(n, shape)) == pytest.approx(expected, rel=1e-12)
+    shares = [float(fg.router_share(n, fg.MoEShape(64, g))) for g in (1, 4, 16, 64)]
+    assert shares == sorted(shares) and shares[0] > 0
+    best = fg.moe_plan(1e22, P, shape)
+    assert float(fg.flops_per_token(best.n_active_params, shape)) * best.tokens == pytest.approx(1e22, rel=1e-9)
+
+
+def test_paper_claims_finer_is_better_and_the_best_granularity_grows_with_budget():
+    # at fixed N and D the loss falls with G (their eq. (4)); with the router counted an interior G wins
+    losses = fg.fine_grained_loss(1e9, 2e10, np.array([1, 2, 4, 8, 16, 32]), P)
+    assert np.all(np.diff(losses) < 0)
+    best_g = []
+    for flops in (1e19, 1e21, 1e23, 1e25):
+        best, plans = fg.best_granularity(flops, P)
+        assert best.granularity > 1  # "G = 1 (expert = FFN) is not optimal at almost any budget"
+        assert best.loss < next(q for q in plans if q.granularity == 1).loss
+        best_g.append(best.granularity)
+    assert best_g == sorted(best_g)
+
+
+def test_top_k_other_than_g_is_flagged_and_bad_shapes_are_refused():
+    plan_k = fg.moe_plan(1e22, P, fg.MoEShape(64, 8, top_k=2))
+    assert plan_k.top_k == 2 and any("extrapolation" in note for note in plan_k.notes)
+    with pytest.raises(PlanError, match="top-k"):
+        fg.moe_plan(1e22, P, fg.MoEShape(2, 1, top_k=4))
+    with pytest.raises(PlanError, match="granularity"):
+        fg.moe_plan(1e22, P, fg.MoEShape(64, 0.5))
+
+
+def test_comparison_with_clark_and_the_dense_law():
+    out = fg.compare_moe_laws(1e22)
+    assert out["krajewski_best"]["loss"] < out["krajewski_g1"]["loss"]
+    # Clark et al. 2022 on Hoffmann's dense law: 64 experts beat the dense optimum (Wang et al. 2024's claim too)
+    assert out["clark_routed"]["loss"] < out["dense_chinchilla"]["loss"]
+    assert "Wang et al. 2024" in out["wang_2024"]
+    for key in ("krajewski_best", "clark_routed"):
+        assert out[key]["n_active_params"] > 0 and out[key]["tokens"] > 0
+
+
+def test_plan_cli_granularity_json_equals_core(capsys):
+    rc = main(["plan", "--flops", "1e22", "--granularity", "auto", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    best, plans = fg.best_granularity(1e22, P)
+    got = out["fine_grained_moe"]
+    assert got["granularity"] == best.granularity and got["n_active_params"] == pytest.approx(best.n_active_params)
+    assert got["tokens"] == pytest.approx(best.tokens) and len(got["by_granularity"]) == len(plans)
+    assert "14·d_model·(E·G)" in got["flops_rule"] and math.isfinite(got["router_flops_share"])
+    rc = main(["plan", "--flops", "1e22", "--granularity", "8", "--top-k", "8", "--expansion", "16", "--json"])
+    got = json.loads(capsys.readouterr().out)["fine_grained_moe"]
+    ref = fg.moe_plan(1e22, P, fg.MoEShape(16, 8, 8))
+    assert rc == 0 and got["n_active_params"] == pytest.approx(ref.n_active_params) and got["n_experts"] == 128
+    rc = main(["plan", "--flops", "1e22", "--granularity", "0.3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "granularity" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,95 @@
+"""Compute-optimal inference (Wu et al. 2024; core/inference_compute.py): the voting formulas against
+enumeration and Monte Carlo, the majority-vote limit (Wu et al. Theorem 1), the plan's sample
+counts and budget, the paper's qualitative finding on a synthetic ground truth (their MATH/GSM8K
+curves are not available here), the accuracy-law fit, and `cli.py plan --inference-budget` as JSON."""
+from __future__ import annotations
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from cli import main
+from core import inference_compute as ic
+from core.errors import PlanError
+
+
+def test_coverage_is_one_minus_all_samples_wrong():
+    p = np.array([0.0, 0.01, 0.3, 0.9, 1.0])
+    for k in (1, 2, 10, 1000):
+        assert np.allclose(ic.coverage(p, k), 1 - (1 - p) ** k, atol=1e-15)
+    rng = np.random.default_rng(0)
+    hits = (rng.random((200_000, 5)) < 0.3).any(axis=1).mean()
+    assert float(ic.coverage(0.3, 5)) == pytest.approx(hits, abs=3e-3)
+
+
+def test_majority_vote_is_the_binomial_sum_with_ties_split():
+    for p in (0.1, 0.45, 0.5, 0.6, 0.93):
+        for k in range(1, 12):
+            wins = sum(comb(k, j) * p ** j * (1 - p) ** (k - j) for j in range(k // 2 + 1, k + 1))
+            tie = comb(k, k // 2) * (p * (1 - p)) ** (k // 2) if k % 2 == 0 else 0.0
+            assert float(ic.majority_accuracy(p, k)) == pytest.approx(wins + 0.5 * tie, abs=1e-12), (p, k)
+    assert float(ic.majority_accuracy(0.37, 1)) == pytest.approx(0.37)
+    # Wu et al. Theorem 1: voting saturates at 1[p > ½] (here one competing answer)
+    assert float(ic.majority_accuracy(0.55, 20_001)) > 0.999 and float(ic.majority_accuracy(0.45, 20_001)) < 1e-3
+    rng = np.random.default_rng(1)
+    votes = (rng.random((100_000, 7)) < 0.6).sum(axis=1)
+    assert float(ic.majority_accuracy(0.6, 7)) == pytest.approx((votes >= 4).mean(), abs=4e-3)
+
+
+def test_plan_spends_the_budget_on_whole_samples_and_picks_the_best():
+    law = ic.SampleAccuracyLaw(a=-1.0, b=0.35, spread=1.5)
+    sizes = (1e8, 1e9, 7e9, 34e9)
+    result = ic.plan_inference(1e15, law, strategy="majority", tokens_per_sample=512, sizes=sizes)
+    for choice in result.table:
+        assert choice.samples == int(1e15 // (2 * choice.n_params * 512))
+        assert choice.flops <= 1e15 and choice.flops == 2 * choice.n_params * 512 * choice.samples
+        assert choice.accuracy == pytest.approx(float(ic.strategy_accuracy(law, choice.n_params, choice.samples,
+                                                                           "majority")))
+    assert result.best.accuracy == max(c.accuracy for c in result.table)
+    with pytest.raises(PlanError, match="cannot run even the smallest"):
+        ic.plan_inference(1e9, law, sizes=sizes)
+    with pytest.raises(PlanError, match="strategy"):
+        ic.plan_inference(1e15, law, strategy="vote", sizes=sizes)
+
+
+@pytest.mark.parametrize("strategy", ic.STRATEGIES)
+def test_smaller_models_with_more_samples_win_small_budgets_and_the_optimum_grows(strategy):
+    """Wu et al. 2024 Fig. 1 / §4 on a synthetic ground truth: at small budgets a smaller model with
+    more samples beats the largest model the budget affords; the optimal size grows with the budget."""
+    # majority voting needs problems a small model solves more often than not; best-of-n does not
+    law = ic.SampleAccuracyLaw() if strategy == "majority" else ic.SampleAccuracyLaw(a=-1.0, b=0.35, spread=1.5)
+    sizes = (1.4e8, 4.1e8, 1e9, 2.8e9, 6.9e9, 12e9, 34e9)
+    best_sizes = []
+    beat_largest = False
+    for budget in np.logspace(12.5, 17, 10):
+        result = ic.plan_inference(budget, law, strategy=strategy, sizes=sizes)
+        best_sizes.append(result.best.n_params)
+        largest = max(result.table, key=lambda c: c.n_params)
+        beat_largest |= result.best.n_params < largest.n_params and result.best.accuracy > largest.accuracy
+    assert beat_largest
+    if strategy == "majority":  # best-of-n with an oracle keeps favouring many small samples
+        assert best_sizes == sorted(best_sizes) and best_sizes[-1] > best_sizes[0]
+
+
+def test_fit_recovers_the_accuracy_law():
+    truth = ic.SampleAccuracyLaw(a=-0.7, b=0.45, spread=2.0)
+    sizes = np.array([1.4e8, 4.1e8, 1e9, 2.8e9, 6.9e9, 12e9])
+    fitted = ic.fit_sample_accuracy(sizes, truth.accuracy(sizes), spread=2.0)
+    assert fitted.a == pytest.approx(truth.a, abs=1e-6) and fitted.b == pytest.approx(truth.b, abs=1e-6)
+
+
+def test_plan_cli_inference_budget_json_equals_core(capsys):
+    rc = main(["plan", "--inference-budget", "3e14", "--strategy", "best_of_n", "--sizes", "1e9", "7e9", "34e9",
+               "--accuracy-law", "-1", "0.35", "1.5", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    core = ic.plan_inference(3e14, ic.SampleAccuracyLaw(-1, 0.35, 1.5), strategy="best_of_n", sizes=(1e9, 7e9, 34e9))
+    got = out["inference_compute"]
+    assert got["best"] == pytest.approx({"n_params": core.best.n_params, "samples": core.best.samples,
+                                         "accuracy": core.best.accuracy, "flops": core.best.flops})
+    assert len(got["table"]) == len(core.table) and "Wu et al. 2024" in out["citation"]
+    rc = main(["plan", "--inference-budget", "-5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Inference budget" in err and len(err.strip().splitlines()) == 1
