@@ -65,7 +65,7 @@ def register(sub) -> None:
     kinds = probe.add_subparsers(dest="probe_kind", required=True)
 
     p = add_common(kinds.add_parser("sweep", help="train an IsoFLOP grid: for each budget C, sizes N on D = C/(6N)"))
-    p.add_argument("--budgets", nargs="+", required=True, metavar="C", help="compute budgets in FLOPs, e.g. 1e11 3e11")
+    p.add_argument("--budgets", nargs="+", metavar="C", help="compute budgets in FLOPs, e.g. 1e11 3e11 (IsoFLOP sweep)")
     p.add_argument("--sizes", nargs="+", required=True, metavar="N", help="target active parameter counts, e.g. 1.5e5 5e5")
     p.add_argument("--arch", choices=sorted(ARCHS), default="dense", help="dense (Llama-style), moe (Qwen3-MoE) or both")
     p.add_argument("--experts", type=int, default=8, help="experts per MoE layer (default 8)")
@@ -88,6 +88,12 @@ def register(sub) -> None:
     p.add_argument("--name-prefix", default="probe", help="run names: PREFIX-arch-C…-N…-sSEED (default probe)")
     p.add_argument("--on-duplicate", choices=["replace", "rename"], help="when a run name exists (default: refuse)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and estimated time, train nothing")
+    mix = p.add_argument_group("mixture sweep (D-CPT law, Que et al. 2024): --mixture replaces --budgets")
+    mix.add_argument("--mixture", nargs="+", metavar="R", help="domain ratios r_d in (0, 1), e.g. 0.1 0.5 0.9: "
+                     "train each size on each --tokens at each ratio; store domain_loss and general_loss")
+    mix.add_argument("--tokens", nargs="+", metavar="D", help="training tokens per mixture run, e.g. 3e4 6e4")
+    mix.add_argument("--domain", default="python", help="the domain corpus (a bundled domain; default python)")
+    mix.add_argument("--general", nargs="+", metavar="DOMAIN", help="general-corpus domains (default: all others)")
     _common_device(p)
     p.set_defaults(handler=sweep)
 
@@ -171,6 +177,10 @@ def sweep(args, ctx) -> int:
     from core.probes.sweep import SweepConfig, plan_sweep
     from services import probes as probe_runs
 
+    if args.mixture is not None:
+        return _mixture_sweep(args)
+    if not args.budgets:
+        raise ProbeError("Give --budgets (an IsoFLOP sweep) or --mixture with --tokens (a D-CPT mixture sweep).")
     budgets = _numbers(args.budgets, "--budgets")
     sizes = _numbers(args.sizes, "--sizes")
     if args.max_steps is not None and args.max_steps < 1:
@@ -233,6 +243,51 @@ def sweep(args, ctx) -> int:
     emit(args, payload, f"{text}\nstored {len(runs)} runs tagged {stored['tag']}"
          + (f" and {len(stored['capture_ids'])} routing snapshots" if stored["capture_ids"] else "")
          + f" ({_duration(outcome.seconds)}; estimated {_duration(plan.est_seconds)})")
+    return 0
+
+
+def _mixture_sweep(args) -> int:
+    """probe sweep --mixture: sizes × --tokens × ratios on the bundled corpus (core/probes/mixture.py)."""
+    from core.probes.devices import pick_device
+    from core.probes.mixture import MixtureConfig, plan_mixture
+    from services import probes as probe_runs
+
+    if not args.tokens:
+        raise ProbeError("A mixture sweep needs --tokens, e.g. --tokens 3e4 6e4.")
+    ratios, sizes, tokens = (_numbers(v, f) for v, f in ((args.mixture, "--mixture"), (args.sizes, "--sizes"),
+                                                          (args.tokens, "--tokens")))
+    _set_threads(args)
+    pick_device(args.device)
+    cfg_args = dict(domain=args.domain, ratios=tuple(ratios), sizes=tuple(sizes), tokens=tuple(tokens),
+                    general_domains=tuple(args.general) if args.general else None, seq_len=args.seq_len,
+                    batch_size=args.batch_size, lr=args.lr, min_steps=args.min_steps, seed=args.seed,
+                    device=args.device, final_tokens_per_domain=args.final_tokens_per_domain,
+                    name_prefix="mixture" if args.name_prefix == "probe" else args.name_prefix)
+    store = open_store(args)
+    try:
+        print(f"loading the {args.corpus} corpus…", file=sys.stderr, flush=True)
+        data = probe_runs.load_corpus(args.corpus, args.seq_len)
+        cfg = MixtureConfig(vocab_size=data.vocab_size, **cfg_args)
+        planned = plan_mixture(cfg, list(dict.fromkeys(data.train.domains)))
+        print(f"plan: {len(planned)} mixture runs, {sum(r.steps for r in planned):,} steps", file=sys.stderr, flush=True)
+        if args.dry_run:
+            rows = [{"name": r.name, "n_active_params": r.n_active, "tokens": r.tokens, "mixture_ratio": r.ratio,
+                     "steps": r.steps} for r in planned]
+            emit(args, {"runs": rows}, "\n".join(f"{r['name']}: steps={r['steps']}" for r in rows))
+            return 0
+        outcome = probe_runs.run_and_store_mixture(store, cfg, data, progress=_sweep_bar(),
+                                                   on_duplicate=args.on_duplicate or "error", max_steps=args.max_steps)
+    finally:
+        store.close()
+    runs = [{"name": name, "n_active_params": r.n_active_params, "tokens": r.tokens,
+             "mixture_ratio": r.config["mixture_ratio"], "domain_loss": r.config["final_domain_loss"],
+             "general_loss": r.config["final_general_loss"], "wall_time_s": r.config["wall_time_s"]}
+            for name, r in zip(outcome.names, outcome.runs)]
+    stored = outcome.stored
+    emit(args, {"sweep": stored["sweep_id"], "tag": stored["tag"], "probe_id": stored["probe_id"], "kind": "mixture",
+                "domain": cfg.domain, "seconds": outcome.seconds, "runs": runs},
+         "\n".join(f"{r['name']}: domain {r['domain_loss']:.4f} general {r['general_loss']:.4f}" for r in runs)
+         + f"\nstored {len(runs)} mixture runs tagged {stored['tag']} ({_duration(outcome.seconds)})")
     return 0
 
 

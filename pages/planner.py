@@ -23,6 +23,9 @@ from core.law_choice import (
     stored_fit_choice,
 )
 from core.accelerators import accelerators, budget_from_accelerators, days_for_flops, dtypes, peak_row
+from core import dcpt
+from core import fine_grained_moe as fgm
+from core import inference_compute as icomp
 from core.errors import PlanError
 from core.inference_aware import inference_optimum, inference_optimum_for_model
 from core.planner import FLOPS_PER_PARAM_TOKEN, chinchilla_frontier, iso_flop_curve, loss_function, moe_optimum
@@ -415,6 +418,8 @@ def planner(fits, probes) -> None:
 PLAN_INPUTS = {  # what a law's optimum needs besides the budget (core.registry Law.plan_inputs)
     "unique_tokens": ("Unique tokens U_D in the dataset (Muennighoff et al. 2023: tokens beyond it are repeated "
                       "epochs)", 1e12),
+    "granularity": ("Granularity G of the fine-grained MoE (Krajewski et al. 2024; 1 = experts the size of the "
+                    "FFN)", 8.0),
 }
 
 
@@ -423,8 +428,8 @@ def plan_inputs(choice) -> dict:
     out = {}
     for name in law_of(choice.params).plan_inputs:
         label, default = PLAN_INPUTS[name]
-        out[name] = st.number_input(label, min_value=1e6, max_value=1e16, value=default, format="%.3g",
-                                    key=f"planner_{name}")
+        out[name] = st.number_input(label, min_value=1.0 if name == "granularity" else 1e6, max_value=1e16,
+                                    value=default, format="%.3g", key=f"planner_{name}")
     return out
 
 
@@ -483,6 +488,8 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
     if experts > 1:
         moe = moe_section(choice, flops, experts, fits)
     aware = inference_section(choice, best, inference_tokens)
+    inference_compute_section()
+    fine_grained_section(flops, fits)
 
     left, right = st.columns([3, 2])
     with user_errors():
@@ -566,12 +573,169 @@ def inference_section(choice, best, inference_tokens):
     return aware
 
 
+# ------------------------------------------------------------------------------------ survey laws (issue 15)
+FG_EXPANSIONS = [4, 8, 16, 32, 64, 128]  # expansion rate E; the paper fits at 64
+FG_TOP_K = ["G", 1, 2, 4, 8, 16, 32, 64]  # "G": the paper's setting, active = one FFN
+IC_BUDGETS = [float(f"{m}e{k}") for k in range(12, 19) for m in R10] + [1e19]  # inference FLOPs per problem
+IC_STRATEGIES = {"majority": "majority vote", "best_of_n": "best-of-n, oracle verifier"}
+
+
+def _stored_params(fits, laws: tuple) -> dict:
+    """Picker key → label of the stored fits of ``laws``."""
+    if not len(fits):
+        return {}
+    rows = fits[fits["law"].isin(list(laws))]
+    return {f"fit-{int(r.id)}": fit_label(r.id, getattr(r, "name", None), r.law, r.method, r.target)
+            for r in rows.itertuples()}
+
+
+def fine_grained_section(flops, fits):
+    """Krajewski et al. 2024: experts, granularity and top-k → optimal active N and D (router counted)."""
+    st.subheader("Fine-grained MoE (Krajewski et al. 2024)")
+    c = st.columns(4)
+    st.session_state.setdefault("planner_fg_expansion", 64)
+    expansion = c[0].select_slider("Expansion rate E", FG_EXPANSIONS, key="planner_fg_expansion",
+                                   help="Total expert parameters / one dense FFN; E·G experts per layer.")
+    granularity = c[1].selectbox("Granularity G", ["auto", *fgm.GRANULARITIES], key="planner_fg_granularity",
+                                 format_func=lambda g: "best of 1…64" if g == "auto" else str(g))
+    top_k = c[2].selectbox("Top-k", FG_TOP_K, key="planner_fg_top_k",
+                           format_func=lambda k: "= G (active = one FFN)" if k == "G" else str(k))
+    sources = {"published": "Krajewski et al. 2024 (published constants)"} | _stored_params(fits, ("fine_grained_moe",))
+    source = c[3].selectbox("Law", list(sources), format_func=sources.get, key="planner_fg_law")
+    with user_errors():
+        p = fgm.KRAJEWSKI_2024 if source == "published" else params_from_fit(fit_for_planner(stored_fit(fits, source)))
+        k = None if top_k == "G" else float(top_k)
+        if granularity == "auto":
+            best, plans = fgm.best_granularity(flops, p, float(expansion), top_k=k)
+        else:
+            best = fgm.moe_plan(flops, p, fgm.MoEShape(float(expansion), float(granularity), k))
+            plans = [best]
+        cols = st.columns(6)
+        metric(cols[0], "planner_fg_granularity_out", "Granularity G", f"{best.granularity:g}")
+        metric(cols[1], "planner_fg_active", "Active N* (fine-grained)", human(best.n_active_params))
+        metric(cols[2], "planner_fg_tokens", "Tokens D* (fine-grained)", human(best.tokens))
+        metric(cols[3], "planner_fg_total", "Total parameters (fine-grained)", human(best.n_total_params))
+        metric(cols[4], "planner_fg_router", "Router FLOPs", f"{best.router_flops_share:.1%}")
+        metric(cols[5], "planner_fg_loss", "Loss (fine-grained)", f"{best.loss:.4f}")
+        st.caption(f"{best.flops_rule}; d_model = 128·n_blocks. " + " ".join(best.notes)
+                   + " Losses are on the paper's data (C4): compare allocations with the dense law above, not losses.")
+        if len(plans) > 1:
+            st.plotly_chart({"data": [_scatter(x=[q.granularity for q in plans], y=[q.loss for q in plans],
+                                               mode="lines+markers", name="loss at the optimum",
+                                               customdata=[[human(q.n_active_params), human(q.tokens)] for q in plans],
+                                               hovertemplate="G %{x}<br>loss %{y:.4f}<br>N %{customdata[0]}, "
+                                                             "D %{customdata[1]}<extra></extra>")],
+                             "layout": {"height": 300, "margin": {"t": 30, "l": 10, "r": 10, "b": 10},
+                                        "xaxis": {"title": "granularity G", "type": "log"},
+                                        "yaxis": {"title": "loss at the compute optimum"},
+                                        "title": {"text": "Best loss at this budget by granularity", "font": {"size": 13}}}},
+                            key="planner_fg_chart", width="stretch")
+
+
+def inference_compute_section():
+    """Wu et al. 2024: at an inference budget per problem, a larger model or more samples?"""
+    st.subheader("Inference compute: model size vs samples (Wu et al. 2024)")
+    c = st.columns(3)
+    st.session_state.setdefault("planner_ic_budget", 1e15)
+    budget = c[0].select_slider("Inference budget per problem (FLOPs)", IC_BUDGETS, format_func=sci,
+                                key="planner_ic_budget")
+    strategy = c[1].radio("Combine samples by", list(IC_STRATEGIES), format_func=IC_STRATEGIES.get, horizontal=True,
+                          key="planner_ic_strategy")
+    st.session_state.setdefault("planner_ic_tokens", 512.0)
+    tokens = c[2].number_input("Generated tokens per sample", min_value=1.0, max_value=1e6, format="%g",
+                               key="planner_ic_tokens")
+    default = icomp.SampleAccuracyLaw()
+    with st.expander("Per-sample accuracy law p_i(N) = σ(a + b·ln(N/1e9) − δ_i), δ_i ~ Normal(0, s)"):
+        a_col, b_col, s_col = st.columns(3)
+        a = a_col.number_input("a", value=default.a, step=0.1, key="planner_ic_a")
+        b = b_col.number_input("b", value=default.b, step=0.05, key="planner_ic_b")
+        spread = s_col.number_input("s (difficulty spread)", value=default.spread, min_value=0.0, step=0.1,
+                                    key="planner_ic_spread")
+        st.caption("A declared law (core/inference_compute.py): Wu et al. publish curves, not a closed form.")
+    with user_errors():
+        result = icomp.plan_inference(budget, icomp.SampleAccuracyLaw(a, b, spread), strategy=strategy,
+                                      tokens_per_sample=tokens)
+        best, big = result.best, result.largest_single_sample
+        cols = st.columns(4)
+        metric(cols[0], "planner_ic_n_params", "Best model size", human(best.n_params))
+        metric(cols[1], "planner_ic_samples", "Samples per problem", f"{best.samples:,}")
+        metric(cols[2], "planner_ic_accuracy", "Accuracy", f"{best.accuracy:.1%}")
+        metric(cols[3], "planner_ic_largest", "Largest model affordable", f"{human(big.n_params)}: {big.accuracy:.1%}",
+               help=f"{big.samples} sample(s) of the largest candidate the budget runs")
+        st.caption(f"{result.flops_rule}; best-of-n: 1 − (1 − p)^k (Brown et al. 2024); majority: the binomial "
+                   "formula against one competing answer (saturates at the share of problems with p > ½, "
+                   "Wu et al. Theorem 1).")
+        st.plotly_chart({"data": [_scatter(x=[math.log10(r.n_params) for r in result.table],
+                                           y=[r.accuracy for r in result.table], mode="lines+markers",
+                                           name="accuracy", customdata=[[human(r.n_params), r.samples]
+                                                                        for r in result.table],
+                                           hovertemplate="N %{customdata[0]} × %{customdata[1]} samples<br>"
+                                                         "accuracy %{y:.3f}<extra></extra>"),
+                                  _scatter(x=[math.log10(best.n_params)], y=[best.accuracy], mode="markers",
+                                           marker={"size": 14, "color": "crimson", "symbol": "star"}, name="best")],
+                         "layout": {"height": 300, "margin": {"t": 30, "l": 10, "r": 10, "b": 10}, "showlegend": False,
+                                    "xaxis": {"title": "log10 model size N (samples k = budget / 2NT)"},
+                                    "yaxis": {"title": "accuracy"},
+                                    "title": {"text": f"Accuracy at {sci(budget)} FLOPs per problem",
+                                              "font": {"size": 13}}}},
+                        key="planner_ic_chart", width="stretch")
+
+
+def dcpt_section(fits) -> None:
+    """Que et al. 2024: the domain ratio r_d minimising the domain loss with the general loss ≤ a limit."""
+    st.subheader("Domain mixture for continual pre-training (D-CPT law, Que et al. 2024)")
+    demo = {"demo": "demo law (core/dcpt.py)"}
+    c = st.columns(4)
+    domain_key = c[0].selectbox("Domain-loss law", list(demo | _stored_params(fits, ("dcpt_domain",))),
+                                format_func=(demo | _stored_params(fits, ("dcpt_domain",))).get,
+                                key="planner_dcpt_domain")
+    general_key = c[1].selectbox("General-loss law", list(demo | _stored_params(fits, ("dcpt_general",))),
+                                 format_func=(demo | _stored_params(fits, ("dcpt_general",))).get,
+                                 key="planner_dcpt_general")
+    st.session_state.setdefault("planner_dcpt_n", 1.45e5)
+    st.session_state.setdefault("planner_dcpt_d", 6e4)
+    n = c[2].number_input("Model size N", min_value=1e3, max_value=1e13, format="%.3g", key="planner_dcpt_n")
+    d = c[3].number_input("Training tokens D", min_value=1e3, max_value=1e15, format="%.3g", key="planner_dcpt_d")
+    with user_errors():
+        domain = dcpt.DEMO_DOMAIN if domain_key == "demo" else dcpt.params_from(stored_fit(fits, domain_key)["params"])
+        general = dcpt.DEMO_GENERAL if general_key == "demo" else dcpt.params_from(
+            stored_fit(fits, general_key)["params"])
+        curves = dcpt.ratio_curves(n, d, domain, general)
+        finite = curves["general_loss"][np.isfinite(curves["general_loss"])]
+        c1, c2 = st.columns([1, 3])
+        limited = c1.checkbox("Limit the general loss", value=True, key="planner_dcpt_limited")
+        st.session_state.setdefault("planner_dcpt_limit", round(float(np.median(finite)), 3))
+        limit = c2.number_input("General loss at most (nats)", format="%.4f", key="planner_dcpt_limit",
+                                disabled=not limited)
+        mix = dcpt.optimal_ratio(n, d, domain, general, limit if limited else None)
+        cols = st.columns(4)
+        metric(cols[0], "planner_dcpt_ratio", "Domain ratio r_d*", f"{mix.domain_ratio:.3f}")
+        metric(cols[1], "planner_dcpt_domain_loss", "Domain loss", f"{mix.domain_loss:.4f}")
+        metric(cols[2], "planner_dcpt_general_loss", "General loss", f"{mix.general_loss:.4f}")
+        metric(cols[3], "planner_dcpt_binds", "Limit binds", "yes" if mix.constrained else "no")
+        data = [_scatter(x=curves["domain_ratio"], y=curves[k], mode="lines", name=label)
+                for k, label in (("domain_loss", "domain loss L_d"), ("general_loss", "general loss L_g"))]
+        data.append(_scatter(x=[mix.domain_ratio], y=[mix.domain_loss], mode="markers", name="r_d*",
+                             marker={"size": 14, "color": "crimson", "symbol": "star"}))
+        shapes = [] if not limited else [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": limit, "y1": limit,
+                                          "line": {"dash": "dot", "color": "grey"}}]
+        st.plotly_chart({"data": data, "layout": {"height": 320, "margin": {"t": 30, "l": 10, "r": 10, "b": 10},
+                                                  "xaxis": {"title": "domain ratio r_d"}, "shapes": shapes,
+                                                  "yaxis": {"title": "held-out loss (nats/token)"},
+                                                  "title": {"text": "D-CPT law along the mixture ratio",
+                                                            "font": {"size": 13}}}},
+                        key="planner_dcpt_chart", width="stretch")
+        st.caption(f"L = E + A/N^α + B·r^η/D^β + C/(r+ε)^γ, r = r_d for the domain, 1 − r_d for the general corpus "
+                   f"(Que et al. 2024 eq. (4); form as read, see core/dcpt.py). Demo law: {dcpt.DEMO_SOURCE}.")
+
+
 # ------------------------------------------------------------------------------------ page
 st.title("Planner")
 st.caption("Drag the budget; read off the compute-optimal model size N* and token count D*. "
            "The address bar always holds a link to this plan.")
 store = get_store()
 planner(list_fits(store), list_probes(store))
+dcpt_section(list_fits(store))
 # Outside the fragment: it does not change with the sliders, so a move does not resend it.
 with st.expander("Reference models on the plot (sizes and tokens as published)"):
     st.dataframe([{"model": m.name, "parameters": human(m.n_params), "active": human(m.active_params),

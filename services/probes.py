@@ -451,3 +451,25 @@ def throughput_table(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "kind", "device", "dtype", "arch", "params", "active params", "batch",
                                        "seq_len", "compile", "tokens/s", "TFLOP/s", "MFU", "peak memory (MiB)",
                                        "peak source", "created"])
+
+
+# ============================================================================================ mixture sweeps
+def run_and_store_mixture(store: Store, cfg, data: ProbeCorpus, *, progress: Optional[ProgressFn] = None,
+                          on_duplicate: str = "error", max_steps: Optional[int] = None,
+                          sweep_id: Optional[str] = None) -> SweepOutcome:
+    """A D-CPT mixture sweep (core/probes/mixture.py: sizes × tokens × domain ratios, each run's
+    domain_loss and general_loss): checked, trained and stored whole like an IsoFLOP sweep, every run
+    tagged ``sweep=<id>`` and ``mixture``. Single-process."""
+    from types import SimpleNamespace
+
+    from core.probes.mixture import plan_mixture, run_mixture  # torch: only a sweep that trains pays for it
+
+    if cfg.vocab_size != data.vocab_size:
+        raise ProbeError(f"The sweep's vocab_size {cfg.vocab_size} differs from the tokenizer's {data.vocab_size}.")
+    plan = SimpleNamespace(runs=plan_mixture(cfg, list(dict.fromkeys(data.train.domains))), est_seconds=None)
+    check_sweep(store, plan, on_duplicate=on_duplicate, max_steps=max_steps)
+    started = time.perf_counter()
+    runs = run_mixture(cfg, data.train, data.heldout, progress=progress, corpus_info=data.info)
+    stored = store_sweep(store, runs, sweep_id=sweep_id, on_duplicate=on_duplicate,
+                         extra={"sweep_kind": "mixture", "max_steps": max_steps})
+    return SweepOutcome(stored, runs, plan, time.perf_counter() - started)
