@@ -27,6 +27,7 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from core.errors import FitError, InputError
+from core.format import CONFIDENCE
 from core.laws import power_law_offset
 from core.progress import ProgressFn, report
 
@@ -88,7 +89,7 @@ class DownstreamFitConfig:
     n_polish: int = 6  # the starts with the lowest initial error are optimised (screening is one
     #                    evaluation each; an optimisation costs tens)
     n_bootstrap: int = 200  # resamples for the intervals: ~200 gives stable 95% percentiles
-    confidence: float = 0.95  # two-sided level of every interval
+    confidence: float = CONFIDENCE  # two-sided level of every interval (the app's one level, core/format.py)
     seed: Optional[int] = 0  # fixes starts and resamples, so a fit repeats exactly
     robust_loss: str = "soft_l1"  # scipy least_squares loss: one broken eval should not drag the
     #                               curve; "linear" gives plain least squares
@@ -188,7 +189,7 @@ class DownstreamFit:
         boot = np.asarray(diagnostics.pop("bootstrap_params", []), dtype=np.float64)
         return cls(law=d["law"], params=dict(d["params"]), stderr=dict(d.get("stderr", {})),
                    intervals={k: tuple(v) for k, v in d.get("intervals", {}).items()},
-                   confidence=float(d.get("confidence", 0.95)), x_transform=d.get("x_transform", "none"),
+                   confidence=float(d.get("confidence", CONFIDENCE)), x_transform=d.get("x_transform", "none"),
                    n_points=int(d.get("n_points", 0)), rmse=float(d.get("rmse", np.nan)),
                    r2=float(d.get("r2", np.nan)), settings=dict(d.get("settings", {})),
                    diagnostics=diagnostics, bootstrap_params=boot)

@@ -12,6 +12,7 @@ from typing import Optional
 
 from core.accelerators import accelerators
 from core.errors import PlanError
+from core.format import CONFIDENCE
 from core.planner import params_from_fit, plan, plan_from_fit
 from core.registry import law_of
 from core.presets import get_preset
@@ -21,7 +22,7 @@ from core.presets import get_preset
 # three approaches agree on, so it is the default law of the page and the CLI.
 DEFAULT_PRESET = "epoch"
 DEFAULT_ROUTED_PRESET = "clark_sbase"
-INTERVAL_LEVEL = 0.9  # central probability of the bootstrap bands shown beside N*, D*, loss
+INTERVAL_LEVEL = CONFIDENCE  # the app's one interval level (core/format.py): bands beside N*, D*, loss
 BOOTSTRAP_COLUMNS = ("E", "A", "B", "alpha", "beta")  # row layout core.planner.bootstrap_bands reads
 
 
@@ -92,9 +93,10 @@ def stored_fit_choice(stored: Mapping) -> LawChoice:
     )
 
 
-def plan_for(flops, choice: LawChoice, **extra):
+def plan_for(flops, choice: LawChoice, level: float = INTERVAL_LEVEL, **extra):
     """The compute-optimal Plan for ``choice``, with bootstrap bands when the fit stored samples.
-    ``extra``: what the law's optimum needs besides the budget (registry ``plan_inputs``, e.g. unique_tokens)."""
+    ``level``: the bands' central probability. ``extra``: what the law's optimum needs besides the
+    budget (registry ``plan_inputs``, e.g. unique_tokens)."""
     law = law_of(choice.params)
     if law.key == "routed":
         raise PlanError(f"{choice.label} is a routed (MoE) law: pick a dense law and set the expert "
@@ -104,7 +106,7 @@ def plan_for(flops, choice: LawChoice, **extra):
         raise PlanError(f"{choice.label} needs {', '.join(missing)} to plan (e.g. --unique-tokens 1e12): "
                         "give the size of the dataset.")
     if choice.fit is not None:
-        return plan_from_fit(flops, choice.fit, level=INTERVAL_LEVEL, **extra)
+        return plan_from_fit(flops, choice.fit, level=level, **extra)
     return plan(flops, choice.params, **extra)
 
 

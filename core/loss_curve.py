@@ -27,13 +27,13 @@ import numpy as np
 from scipy import optimize
 
 from core.errors import FitError, InputError
+from core.format import CONFIDENCE
 from core.progress import ProgressFn, report
 
 TISSUE_LAMBDA = 0.999   # Tissue et al. 2024's decay factor of the annealing momentum
 HUBER_DELTA = 1e-3      # Hoffmann et al. 2022: Huber δ on log loss
 MAX_DECAY_BINS = 300    # multi-power: pool decay steps beyond this (cost O(points × bins))
 MAX_FIT_POINTS = 600    # a curve is averaged into at most this many points before fitting
-CONFIDENCE = 0.95       # the app's one interval level
 
 
 def lr_area(lr: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Mapping, Optional, Union
 import numpy as np
 
 from core.errors import PlanError
+from core.format import CONFIDENCE
 from core.laws import (
     FLOPS_PER_PARAM_TOKEN,
     ChinchillaParams,
@@ -64,7 +65,7 @@ class Plan:
     loss: float  # predicted loss at (N*, D*), nats/token
     flops: float  # training FLOPs 6·N*·D*: the budget itself
     intervals: Optional[dict] = None  # {"n_params"|"tokens"|"tokens_per_param"|"loss": (lo, hi)}
-    interval_level: Optional[float] = None  # central probability the intervals cover, e.g. 0.9
+    interval_level: Optional[float] = None  # central probability the intervals cover, e.g. 0.95
     interval_samples: Optional[int] = None  # bootstrap fits the intervals were computed from
     method: str = "closed_form"  # "closed_form" (Hoffmann eq. 4) or "iso_flop_search"
 
@@ -258,7 +259,7 @@ def plan(flops, law: Law, search: SearchConfig = DEFAULT_SEARCH, **extra) -> Pla
 # --------------------------------------------------------------------------------------------
 # Uncertainty from a fit's bootstrap samples
 # --------------------------------------------------------------------------------------------
-def bootstrap_bands(flops, samples, level: float = 0.9) -> tuple[dict, int]:
+def bootstrap_bands(flops, samples, level: float = CONFIDENCE) -> tuple[dict, int]:
     """Central ``level`` percentile bands of N*, D*, D*/N*, L* over bootstrap fits, vectorised.
 
     ``samples``: rows [E, A, B, alpha, beta] (the fitting engine's ``bootstrap_samples``). Rows with
@@ -266,7 +267,7 @@ def bootstrap_bands(flops, samples, level: float = 0.9) -> tuple[dict, int]:
     """
     c = check_flops(flops)
     if not 0.0 < float(level) < 1.0:
-        raise PlanError(f"Interval level {level!r} must be between 0 and 1, e.g. 0.9 for a 90 % band.")
+        raise PlanError(f"Interval level {level!r} must be between 0 and 1, e.g. 0.95 for a 95% band.")
     try:
         rows = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError):
@@ -312,7 +313,7 @@ def params_from_fit(fit: Mapping) -> Union[ChinchillaParams, KaplanParams, Route
     return entry.params_object(params)
 
 
-def plan_from_fit(flops, fit: Mapping, level: float = 0.9, search: SearchConfig = DEFAULT_SEARCH, **extra) -> Plan:
+def plan_from_fit(flops, fit: Mapping, level: float = CONFIDENCE, search: SearchConfig = DEFAULT_SEARCH, **extra) -> Plan:
     """Plan from a stored fit; with ``bootstrap_samples`` (Chinchilla form) the plan carries bands.
     ``extra``: the law's ``plan_inputs`` (the data-constrained law: unique_tokens)."""
     law = params_from_fit(fit)

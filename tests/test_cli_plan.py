@@ -78,8 +78,8 @@ def test_hoffmann_unrounded_at_chinchilla_budget():
 def test_stored_fit_gives_bootstrap_bounds(fit_ids, db_url, capsys):
     out = cli_json("--flops", "1e23", "--fit", str(fit_ids["good"]), db_url=db_url)
     assert out["n_params"] == pytest.approx(chinchilla_optimum(1e23, FITTED).n_params, rel=1e-12)
-    intervals, used = bootstrap_bands(1e23, fit_ids["samples"], 0.9)
-    assert out["interval_samples"] == used == 300 and out["interval_level"] == 0.9
+    intervals, used = bootstrap_bands(1e23, fit_ids["samples"], 0.95)
+    assert out["interval_samples"] == used == 300 and out["interval_level"] == 0.95
     for key in ("n_params", "tokens", "tokens_per_param", "loss"):
         assert out["intervals"][key] == pytest.approx(list(intervals[key]), rel=1e-12)
     lo, hi = out["intervals"]["n_params"]

@@ -6,11 +6,22 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from core.errors import FitError
+from core.format import CONFIDENCE
 from core.progress import report
 
 
-def bootstrap_summaries(samples: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
-    """Per name: the bootstrap standard error and 95% percentile interval of its finite samples."""
+def tails(level: float = CONFIDENCE) -> list:
+    """The percentiles bounding a central ``level`` interval: 0.95 → [2.5, 97.5]."""
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise FitError(f"interval level {level!r} must be between 0 and 1, e.g. 0.95 for a 95% interval")
+    tail = round(50.0 * (1.0 - level), 10)  # 0.95 → exactly 2.5: the stored fits' percentiles
+    return [tail, 100.0 - tail]
+
+
+def bootstrap_summaries(samples: Mapping[str, np.ndarray], level: float = CONFIDENCE) -> tuple[dict, dict]:
+    """Per name: the bootstrap standard error and central ``level`` percentile interval of its finite
+    samples."""
     stderr, intervals = {}, {}
     for k, v in samples.items():
         v = np.asarray(v, np.float64)
@@ -20,7 +31,7 @@ def bootstrap_summaries(samples: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
             intervals[k] = [float("nan"), float("nan")]
             continue
         stderr[k] = float(np.std(v, ddof=1))
-        lo, hi = np.percentile(v, [2.5, 97.5])
+        lo, hi = np.percentile(v, tails(level))
         intervals[k] = [float(lo), float(hi)]
     return stderr, intervals
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from core import laws
 from core.errors import FitError
+from core.fitting.inputs import bootstrap_summaries, tails
+from core.format import CONFIDENCE
 from core.fitting.diagnostics import diagnostics_from_dict
 from core.jsonable import jsonable
 from core.registry import CHINCHILLA_PARAMS, predict
@@ -30,7 +32,8 @@ PARAM_NAMES = CHINCHILLA_PARAMS  # Approach 3's reported parameters, also bootst
 # ============================================================================================
 @dataclass
 class BudgetOptimum:
-    """N*, D* and D*/N* at one FLOP budget, each with its 95% interval (NaN without a bootstrap)."""
+    """N*, D* and D*/N* at one FLOP budget, each with its interval (stored at the app's level, 95%;
+    NaN without a bootstrap; ``FitResult.optima_at`` recomputes them at another level)."""
 
     budget: float  # training FLOPs C
     n_params: float  # N*: compute-optimal parameters
@@ -58,9 +61,10 @@ class BudgetOptimum:
 
 
 def chinchilla_optima(params: Mapping[str, float], budgets: Sequence[float],
-                      samples: Optional[Mapping[str, np.ndarray]] = None) -> list:
+                      samples: Optional[Mapping[str, np.ndarray]] = None, level: float = CONFIDENCE) -> list:
     """The ``BudgetOptimum`` table of a Chinchilla law (Hoffmann et al. 2022 eq. (4),
-    ``core.laws.compute_optimal_nd``); with bootstrap ``samples`` (name -> (B,)) their 95% intervals."""
+    ``core.laws.compute_optimal_nd``); with bootstrap ``samples`` (name -> (B,)) their central
+    ``level`` intervals."""
     rows = []
     for c in budgets:
         c = float(c)
@@ -71,7 +75,7 @@ def chinchilla_optima(params: Mapping[str, float], budgets: Sequence[float],
             for name, v in (("n_params", ns), ("tokens", ds), ("tokens_per_param", ds / ns)):
                 v = np.asarray(v, np.float64)
                 v = v[np.isfinite(v)]
-                lo, hi = np.percentile(v, [2.5, 97.5]) if v.size >= 2 else (math.nan, math.nan)
+                lo, hi = np.percentile(v, tails(level)) if v.size >= 2 else (math.nan, math.nan)
                 setattr(row, f"{name}_lo", float(lo))
                 setattr(row, f"{name}_hi", float(hi))
         rows.append(row)
@@ -127,10 +131,34 @@ class FitResult:
                 return row
         return None
 
-    def frontier(self, flops) -> tuple:
+    def samples_by_name(self) -> dict:
+        """The bootstrap samples as name -> (B,), with the exponents a, b of a Chinchilla fit."""
+        samples = np.asarray(self.bootstrap_samples, np.float64).reshape(-1, len(self.param_names))
+        out = {k: samples[:, j] for j, k in enumerate(self.param_names)}
+        if {"alpha", "beta"} <= set(out):
+            out.update(exponents(out))
+        return out
+
+    def intervals_at(self, level: float = CONFIDENCE) -> dict:
+        """name -> [low, high]: the central ``level`` bootstrap interval of each parameter (and the
+        exponents a, b); the stored intervals (95%) when the fit kept no samples."""
+        samples = self.samples_by_name()
+        if not samples or len(next(iter(samples.values()))) < 2:
+            return dict(self.intervals)
+        return bootstrap_summaries(samples, level)[1]
+
+    def optima_at(self, level: float = CONFIDENCE) -> list:
+        """The ``BudgetOptimum`` table with intervals at ``level`` (recomputed from the bootstrap
+        samples for a Chinchilla fit; the stored table otherwise)."""
+        samples = self.samples_by_name()
+        if self.law != "chinchilla" or not self.optima or not samples or len(samples["A"]) < 2:
+            return list(self.optima)
+        return chinchilla_optima(self.params, [r.budget for r in self.optima], samples, level)
+
+    def frontier(self, flops, level: float = CONFIDENCE) -> tuple:
         """The compute-optimal frontier of a Chinchilla-law fit over budgets ``flops`` (K,):
-        (N*(C), D*(C), L*(C) = L(N*, D*)) by Hoffmann et al. 2022 eq. (4), and the 2.5–97.5% band of
-        L*(C) over the bootstrap samples, (2, K) — None without samples."""
+        (N*(C), D*(C), L*(C) = L(N*, D*)) by Hoffmann et al. 2022 eq. (4), and the central ``level``
+        band of L*(C) over the bootstrap samples, (2, K) — None without samples."""
         p = self.chinchilla_params()
         flops = np.asarray(flops, np.float64)
         n_opt, d_opt = laws.chinchilla_optimal(flops, p)
@@ -142,7 +170,7 @@ class FitResult:
         n, d = laws.compute_optimal_nd(flops[:, None], sp["A"], sp["B"], sp["alpha"], sp["beta"])
         with np.errstate(all="ignore"):
             losses = sp["E"] + sp["A"] * n ** (-sp["alpha"]) + sp["B"] * d ** (-sp["beta"])  # (K, B)
-            band = np.nanpercentile(losses, [2.5, 97.5], axis=1)
+            band = np.nanpercentile(losses, tails(level), axis=1)
         return n_opt, d_opt, best, band
 
     def to_dict(self) -> dict:
