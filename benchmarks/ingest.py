@@ -52,6 +52,20 @@ def floor_seconds(path: Path, work: Path) -> float:
     return seconds
 
 
+def chart_query(store: Store, n_rows: int) -> str:
+    """Time the query behind a 20-run chart (by step, and by tokens on a log axis), 5 times each."""
+    names = store.run_names()[:20]
+    store.curves(names, "loss", "step")  # warm
+    times = []
+    for x in ("step", "tokens"):
+        for _ in range(5):
+            t0 = time.perf_counter()
+            c = store.curves(names, "loss", x, max_points=2000, log_x=(x == "tokens"))
+            times.append(time.perf_counter() - t0)
+    return (f"20-run chart query ({len(c):,} points, {n_rows:,} rows stored): "
+            f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1000)
@@ -73,16 +87,7 @@ def main() -> None:
             print(f"{path.suffix[1:]:<8} {floor:8.2f} {ours:8.2f} {ours / floor:6.2f} {n_rows / ours:12,.0f} "
                   f"{peak_rss_mb():12.0f}")
             if path is parquet:
-                names = store.run_names()[:20]
-                store.curves(names, "loss", "step")  # warm
-                times = []
-                for x in ("step", "tokens"):
-                    for _ in range(5):
-                        t0 = time.perf_counter()
-                        c = store.curves(names, "loss", x, max_points=2000, log_x=(x == "tokens"))
-                        times.append(time.perf_counter() - t0)
-                print(f"20-run chart query ({len(c):,} points, {n_rows:,} rows stored): "
-                      f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+                print(chart_query(store, n_rows))
             store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

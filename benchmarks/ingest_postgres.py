@@ -17,7 +17,6 @@ import argparse
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from db.bulk import ingest_long_table  # noqa: E402
 from db.store import Store  # noqa: E402
-from ingest import make_files  # noqa: E402  (benchmarks/ingest.py: the same 10M-row files)
+from ingest import chart_query, make_files  # noqa: E402  (benchmarks/ingest.py: the same files and query)
 from tools.pg_cluster import PgCluster, admin, with_database  # noqa: E402
 
 
@@ -96,17 +95,14 @@ def main() -> None:
         # Autovacuum analyses a freshly loaded table within a minute or so; do it now rather than wait.
         admin(url, "ANALYZE metrics")
         store = Store(url)
-        names = store.run_names()[:20]
-        store.curves(names, "loss", "step")  # warm the connection and the cache
-        times = []
-        for x in ("step", "tokens"):
-            for _ in range(5):
-                t0 = time.perf_counter()
-                c = store.curves(names, "loss", x, max_points=2000, log_x=(x == "tokens"))
-                times.append(time.perf_counter() - t0)
-        print(f"20-run chart query ({len(c):,} points, {n_rows:,} rows stored): "
-              f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+        print("PostgreSQL", chart_query(store, n_rows))
         store.close()
+        # The same query on a DuckDB store of the same file, at the same moment: these machines are
+        # shared, so the ratio tells more than either number.
+        duck = Store(f"duckdb:///{work / 'same.duckdb'}")
+        ingest_long_table(duck, csv)
+        print("DuckDB    ", chart_query(duck, n_rows))
+        duck.close()
     finally:
         if cluster is not None:
             cluster.remove()

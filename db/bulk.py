@@ -273,6 +273,7 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
                 conn.execute(sa.update(schema.runs).where(schema.runs.c.id == sa.bindparam("run_id")).values(
                     tokens=sa.bindparam("t"), flops=sa.bindparam("f")),
                     [{"run_id": i, "t": final[n][0], "f": final[n][1]} for n, i in ids.items()])
+            store.dialect.after_bulk_load(store.engine)
     finally:
         reader.dispose()
     return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}

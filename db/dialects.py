@@ -92,6 +92,9 @@ class Dialect:
     def bulk_insert(self, conn, table_name: str, arrow: pa.Table) -> int:
         raise NotImplementedError
 
+    def after_bulk_load(self, engine) -> None:
+        """Upkeep after a big committed load (outside its transaction)."""
+
     def connection_lost(self, url: str, exc: BaseException) -> Optional[StoreError]:
         return None
 
@@ -158,8 +161,10 @@ class PostgreSQL(Dialect):
     def lock_run_names(self, conn, names: Iterable[str]) -> None:
         # Sorted, so two imports that share names take their locks in one order (no deadlock).
         keys = sorted({zlib.crc32(str(n).encode("utf-8")) - 2 ** 31 for n in names})
-        for key in keys:
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({RUN_NAME_LOCK_SPACE}, {int(key)})")
+        if keys:  # one round trip, however many names
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({RUN_NAME_LOCK_SPACE}, k) FROM "
+                                 "(SELECT k FROM unnest(CAST(:keys AS integer[])) AS k ORDER BY k) AS sorted"),
+                         {"keys": keys})
 
     def bulk_insert(self, conn, table_name: str, arrow: pa.Table) -> int:
         """COPY ``arrow``'s rows into ``table_name`` inside the caller's transaction."""
@@ -167,6 +172,12 @@ class PostgreSQL(Dialect):
             return 0
         return copy_batches(conn, table_name, arrow.column_names,
                             arrow.to_batches(max_chunksize=COPY_CHUNK_ROWS))
+
+    def after_bulk_load(self, engine) -> None:
+        # Block ranges filled since the last VACUUM are not in the BRIN index yet, and a query must
+        # read them all; summarise them now (one read of the new pages) instead of after autovacuum.
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT brin_summarize_new_values('{METRICS_BRIN}')")
 
     def connection_lost(self, url: str, exc: BaseException) -> Optional[StoreError]:
         orig = getattr(exc, "orig", None) or exc
@@ -189,7 +200,8 @@ class PostgreSQL(Dialect):
             k AS (
                 SELECT run_id, x, value,
                        CASE WHEN max(bx) OVER w > min(bx) OVER w
-                            THEN floor((bx - min(bx) OVER w) / (max(bx) OVER w - min(bx) OVER w) * :nb)
+                            THEN CAST(floor((bx - min(bx) OVER w) / (max(bx) OVER w - min(bx) OVER w) * :nb)
+                                      AS integer)
                             ELSE 0 END AS bucket
                 FROM s WINDOW w AS (PARTITION BY run_id)),
             g AS (
@@ -215,11 +227,13 @@ class PostgreSQL(Dialect):
 
 
 def _session_settings(dbapi_connection, _record) -> None:
-    """PostgreSQL session settings: no JIT. ScaleScope's queries run for milliseconds; a chart query
-    over 10M rows costs enough to cross jit_above_cost, and compiling it then took ~100 ms more than
-    running it."""
+    """PostgreSQL session settings. No JIT: ScaleScope's queries run for milliseconds, but a chart query
+    over 10M rows costs enough to cross jit_above_cost, and compiling it took ~100 ms more than running
+    it. work_mem at least 32 MB: a 20-run chart's 40,000 buckets otherwise spill to disk."""
     with dbapi_connection.cursor() as cur:
         cur.execute("SET jit = off")
+        cur.execute("SELECT set_config('work_mem', '32MB', false) FROM pg_settings "
+                    "WHERE name = 'work_mem' AND setting::bigint < 32768")
     dbapi_connection.commit()
 
 
@@ -310,13 +324,18 @@ def _binary_rows(batch: pa.RecordBatch) -> bytes:
         if col.null_count == n:
             parts.append(("null", None, None))
         elif pa.types.is_string(col.type):
+            # A few distinct values (metric names): one group per value, written as a constant. Many
+            # (run names): one group per byte length, so the groups stay few.
             codes = pc.dictionary_encode(col)
-            words = [None] + [w.encode("utf-8") for w in codes.dictionary.to_pylist()]
-            index = codes.indices.fill_null(-1).to_numpy().astype(np.int64) + 1  # 0: NULL
-            if len(words) > 2 or codes.indices.null_count:  # more than one layout
-                keys += index * mult
-                mult *= len(words)
-            parts.append(("text", index, words))
+            words = [w.encode("utf-8") for w in codes.dictionary.to_pylist()]
+            index = codes.indices.fill_null(-1).to_numpy().astype(np.int64)  # -1: NULL
+            sizes = np.array([len(w) for w in words] + [-1], dtype=np.int64)[index]  # [-1] picks NULL's
+            layout = index if len(words) <= 64 else sizes
+            distinct = np.unique(layout)
+            if len(distinct) > 1:
+                keys += np.searchsorted(distinct, layout) * mult
+                mult *= len(distinct)
+            parts.append(("text", sizes, (index, np.array(words + [b""], dtype=object), len(words) <= 64)))
         else:
             valid = None
             if col.null_count:
@@ -336,16 +355,17 @@ def _binary_rows(batch: pa.RecordBatch) -> bytes:
         fields, values = [("count", ">i2")], {"count": len(parts)}
         for i, (kind, data, extra) in enumerate(parts):
             if kind == "null" or (kind == "value" and extra is not None and not extra[first]) or (
-                    kind == "text" and data[first] == 0):
+                    kind == "text" and data[first] < 0):
                 fields.append((f"len{i}", ">i4"))
                 values[f"len{i}"] = -1
-            elif kind == "text":
-                word = extra[data[first]]
+            elif kind == "text":  # data: byte lengths; extra: dictionary index, encoded words, by value?
+                size, (index, words, by_value) = int(data[first]), extra
                 fields.append((f"len{i}", ">i4"))
-                values[f"len{i}"] = len(word)
-                if word:
-                    fields.append((f"val{i}", f"S{len(word)}"))
-                    values[f"val{i}"] = word
+                values[f"len{i}"] = size
+                if size:
+                    fields.append((f"val{i}", f"S{size}"))
+                    values[f"val{i}"] = (words[index[first]] if by_value else
+                                         words[index if rows is None else index[rows]].astype(f"S{size}"))
             else:
                 fields += [(f"len{i}", ">i4"), (f"val{i}", data.dtype)]
                 values[f"len{i}"] = data.dtype.itemsize
@@ -403,7 +423,10 @@ POSTGRESQL = PostgreSQL()
 # PostgreSQL only: a BRIN index (block ranges, PostgreSQL's zone maps) on the bulk tables' run and
 # capture ids. Rows arrive run by run, so it narrows a 20-run chart query to those runs' blocks, and
 # it costs almost nothing at each COPY (a B-tree would). DuckDB keeps no index (see db/schema.py).
+# autosummarize: autovacuum adds each filled block range to the index; a big import does it at once
+# (PostgreSQL.after_bulk_load).
+METRICS_BRIN = "ix_metrics_run_id_brin"
 for _table, _column in ((schema.metrics, "run_id"), (schema.routing_assignments, "capture_id")):
     sa.event.listen(_table, "after_create", sa.DDL(
         f"CREATE INDEX IF NOT EXISTS ix_{_table.name}_{_column}_brin ON {_table.name} USING brin ({_column}) "
-        "WITH (pages_per_range = 16)").execute_if(dialect="postgresql"))
+        "WITH (pages_per_range = 16, autosummarize = on)").execute_if(dialect="postgresql"))

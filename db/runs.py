@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import sqlalchemy as sa
 
-from db import schema
+from db import dialects, schema
 from db.store import Store
 
 # Columns a bulk-created run row may give (the rest take their defaults: id, created_at, ...).
@@ -23,7 +23,12 @@ RUN_ARROW_SCHEMA = pa.schema([
 
 
 def runs_named(conn, names: Iterable[str]) -> dict[str, dict]:
-    """The stored run rows among ``names``: name -> row (every column, JSON left as text)."""
+    """The stored run rows among ``names``: name -> row (every column, JSON left as text).
+
+    In a write transaction this also claims the names until it ends (PostgreSQL: advisory locks),
+    so a caller that creates the missing runs next cannot race another process creating them."""
+    names = list(names)
+    dialects.for_conn(conn).lock_run_names(conn, names)
     rows = conn.execute(sa.select(schema.runs).where(schema.runs.c.name.in_(list(names)))).mappings()
     return {r["name"]: dict(r) for r in rows}
 
