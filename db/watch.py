@@ -83,10 +83,42 @@ def _write_file_row(conn, row: dict) -> None:
     conn.execute(sa.insert(schema.watch_files).values(**values))
 
 
-def save_file(store: Store, row: dict) -> None:
-    """Record a file's state alone (unchanged rows, a partial line waiting, an error or a vanished file)."""
-    with store.write() as conn:
-        _write_file_row(conn, row)
+class StateMoved(Exception):
+    """The file's stored state is no longer the one this scan started from: another watcher on the same
+    (PostgreSQL) store stored its new rows first. Nothing was written; the next scan reads on from there."""
+
+
+def _check_state(conn, path: str, expect) -> None:
+    """Raise StateMoved unless the stored (consumed, inode) of ``path`` is ``expect`` (None: no row).
+    On PostgreSQL the row is locked until the transaction ends, so two watchers take turns."""
+    f = schema.watch_files
+    stmt = sa.select(f.c.consumed, f.c.inode).where(f.c.path == path)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    current = conn.execute(stmt).first()
+    if (None if current is None else tuple(current)) != (None if expect is None else tuple(expect)):
+        raise StateMoved(path)
+
+
+def expected_state(row: Optional[dict]):
+    """What :func:`store_rows` and :func:`save_file` expect to find stored for a file read from ``row``."""
+    return None if row is None else (row.get("consumed"), row.get("inode"))
+
+
+_ANY = object()
+
+
+def save_file(store: Store, row: dict, expect=_ANY) -> bool:
+    """Record a file's state alone (unchanged rows, a partial line waiting, an error or a vanished file).
+    With ``expect`` (see :func:`expected_state`), only if no other watcher moved it meanwhile."""
+    try:
+        with store.write() as conn:
+            if expect is not _ANY:
+                _check_state(conn, row["path"], expect)
+            _write_file_row(conn, row)
+        return True
+    except (StateMoved, sa.exc.IntegrityError):
+        return False
 
 
 def save_stats(store: Store, stats: Sequence[tuple[str, int, float]]) -> None:
@@ -118,7 +150,7 @@ def _owners(conn) -> dict[str, set[str]]:
 # ------------------------------------------------------------------------------ the scan's writes
 def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
                replace: Iterable[str] = (), other_rows: Sequence[dict] = (),
-               may_share: Callable[[str], bool] = lambda path: False) -> list[dict]:
+               may_share: Callable[[str], bool] = lambda path: False, expect=_ANY) -> list[dict]:
     """Store what one file gave, and its new state ``row``, in ONE transaction.
 
     ``mode`` "append": each run's points are added to the stored run of that name (created the first
@@ -128,30 +160,50 @@ def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
     ``row["n_rows"]`` becomes the stored rows of the file's runs. A run name the store holds from elsewhere (an
     upload, another tool) or that another watched file feeds is refused: the file stops, the other run
     is untouched; ``may_share(path)`` names the other files that may feed the same run (the event
-    files of one TensorBoard folder, the checkpoints of one Trainer run).
+    files of one TensorBoard folder, the checkpoints of one Trainer run). ``expect``: the file's stored
+    state this read started from (:func:`expected_state`); when another watcher moved it meanwhile,
+    StateMoved is raised and nothing is written, so several dashboards may watch one folder.
     Returns per run: name, format, n_metric_rows (total after), added_rows (this write's rows; a
     replace counts the rows it stored minus those it removed).
     """
     for p in parsed:
         validate_parsed(p)
+    try:
+        return _store_rows(store, row, mode, parsed, replace, other_rows, may_share, expect)
+    except sa.exc.IntegrityError as exc:  # another watcher inserted this file's row or run first
+        raise StateMoved(row["path"]) from exc
+
+
+def _store_rows(store, row, mode, parsed, replace, other_rows, may_share, expect) -> list[dict]:
     names = [p.name for p in parsed]
     now = time.time()
     out = []
     with store.write() as conn:
+        if expect is not _ANY:
+            _check_state(conn, row["path"], expect)
         runs_t, metrics_t = schema.runs, schema.metrics
-        stored = dict(conn.execute(sa.select(runs_t.c.name, runs_t.c.id).where(runs_t.c.name.in_(names))).all())
+        found = conn.execute(sa.select(runs_t.c.name, runs_t.c.id, runs_t.c.last_grew)
+                             .where(runs_t.c.name.in_(names))).all()
+        stored = {name: run_id for name, run_id, _ in found}
         owners = _owners(conn)
+        # A run a watcher made whose files are no longer known (its folder was removed and added again):
+        # this file, read from its start, takes it over and replaces its rows.
+        adopted = [name for name, _, grew in found if grew is not None and name not in owners]
         for name in names:
             others = sorted(p for p in owners.get(name, ()) if p != row["path"] and not may_share(p))
             if others:
                 raise DuplicateRunError(
                     f"The run {name!r} is already fed by the watched file {others[0]}: give one of the two "
                     "files another name or folder, and the watcher reads it at its next scan")
-            if name in stored and name not in owners:
+            if name in stored and name not in owners and name not in adopted:
                 raise DuplicateRunError(
                     f"A run named {name!r} is already in the store and does not come from a watched file: "
                     "rename or delete that run, or move this file, and the watcher reads it at its next scan")
         before: dict[str, int] = {}
+        if adopted:
+            counts = _row_counts(conn, [stored[n] for n in adopted])
+            before = {n: counts.get(stored[n], 0) for n in adopted}
+            conn.execute(sa.delete(metrics_t).where(metrics_t.c.run_id.in_([stored[n] for n in adopted])))
         if mode == "replace":
             doomed = sorted(set(replace) | set(names))
             ids = dict(conn.execute(sa.select(runs_t.c.name, runs_t.c.id).where(runs_t.c.name.in_(doomed))).all())
@@ -170,7 +222,7 @@ def store_rows(store: Store, row: dict, mode: str, parsed: Sequence[ParsedRun],
             conn.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(last_grew=now))
             total = _row_counts(conn, [run_id]).get(run_id, 0)
             out.append({"name": p.name, "format": p.source_format, "n_metric_rows": total,
-                        "added_rows": added - before.get(p.name, 0) if mode == "replace" else added})
+                        "added_rows": added - before.get(p.name, 0)})
         _write_file_row(conn, dict(row, n_rows=sum(r["n_metric_rows"] for r in out)))
         for other in other_rows:
             _write_file_row(conn, other)

@@ -266,12 +266,8 @@ def _read_table(path: str, st: os.stat_result, run_name: str, what: str, prev: O
     if (kind != "jsonl" and newline < 0 and not settled) or not data[len(header):used].strip():
         return Read("replace" if rewritten else "nothing", [], FileState(inode=st.st_ino, fmt=fmt), rewritten=rewritten)
     extra = {"header": header.decode("utf-8", errors="replace")}
-    with _wall_origins(extra):
-        if used == len(data):
-            runs = _parse_path(path, fmt, run_name, what, path)
-            check_unique_names(runs, what)
-        else:
-            runs = _parse_bytes(data[:used], path, fmt, run_name, what)
+    with _wall_origins(extra):  # the bytes read above, not the file again: it may have grown since
+        runs = _parse_bytes(data[:used], path, fmt, run_name, what)
     for run in runs:
         run.source_file = what
     return Read("replace" if rewritten else "append", runs, _state(st, path, used, fmt, extra), rewritten=rewritten)

@@ -272,7 +272,7 @@ class Watcher:
             report.folders[folder] = reason
             for path, row in rows.items():
                 if row["folder"] == folder and row["status"] != "gone":
-                    self._save(dict(row, status="gone", error=reason))
+                    self._save(dict(row, status="gone", error=reason), row)
             return
         seen = set()
         for path, rel, st in found:
@@ -288,7 +288,7 @@ class Watcher:
             self._scan_file(folder, path, rel, st, row, report, touched)
         for path, row in rows.items():
             if row["folder"] == folder and path not in seen and row["status"] != "gone":
-                self._save(dict(row, status="gone", error="the file was deleted or moved; its rows stay in the store"))
+                self._save(dict(row, status="gone", error="the file was deleted or moved; its rows stay in the store"), row)
 
     def _scan_file(self, folder: str, path: str, rel: str, st: os.stat_result, row: Optional[dict],
                    report: ScanReport, touched: list) -> None:
@@ -298,7 +298,7 @@ class Watcher:
         base.setdefault("n_rows", 0)
         if not stat.S_ISREG(st.st_mode):
             self._fail(base, report, f"{what} is not a regular file (a FIFO, socket or device): the watcher "
-                                     "reads only files; replace it with the log file itself")
+                                     "reads only files; replace it with the log file itself", row)
             return
         prev = state_from_json(row["state"]) if row else None
         run_name = _run_name(folder, rel)
@@ -308,13 +308,13 @@ class Watcher:
             if read.mode == "replace" and read.state.fmt == "tensorboard":
                 others = self._reread_event_dir(folder, path, run_name, read)
         except InputError as exc:
-            self._fail(base, report, str(exc))
+            self._fail(base, report, str(exc), row)
             return
         except FileNotFoundError:
-            self._save(dict(base, status="gone", error="the file was deleted while it was read; its rows stay"))
+            self._save(dict(base, status="gone", error="the file was deleted while it was read; its rows stay"), row)
             return
         except OSError as exc:
-            self._fail(base, report, f"{what} cannot be read ({exc.strerror or exc}): check its permissions")
+            self._fail(base, report, f"{what} cannot be read ({exc.strerror or exc}): check its permissions", row)
             return
         state = read.state
         status = "ok" if state.consumed >= st.st_size else "waiting"
@@ -325,17 +325,19 @@ class Watcher:
                     and row.get("error") is None:
                 touched.append((path, st.st_size, st.st_mtime))
             else:
-                self._save(new)
+                self._save(new, row)
             return
         names = [r.name for r in read.runs]
         new["runs"] = list(dict.fromkeys(list(base["runs"]) + names))
         try:
             stored = watch_db.store_rows(self.store, new, read.mode, read.runs,
                                          replace=base["runs"] if read.mode == "replace" else (), other_rows=others,
-                                         may_share=_sharers(path, state.fmt))
+                                         may_share=_sharers(path, state.fmt), expect=watch_db.expected_state(row))
         except InputError as exc:  # a name taken by a run from elsewhere, or a rule the store checks
-            self._fail(base, report, str(exc))
+            self._fail(base, report, str(exc), row)
             return
+        except watch_db.StateMoved:
+            return  # another watcher of this store stored it first: the next scan reads on from its state
         report.runs.extend(stored)
 
     def _reread_event_dir(self, folder: str, path: str, run_name: str, read: Read) -> list[dict]:
@@ -360,14 +362,16 @@ class Watcher:
             read.runs[0].metrics = concat_metrics(frames)
         return others
 
-    def _fail(self, row: dict, report: ScanReport, reason: str) -> None:
+    def _fail(self, row: dict, report: ScanReport, reason: str, stored: Optional[dict] = None) -> None:
         report.errors[row["path"]] = reason
-        self._save(dict(row, status="error", error=reason))
+        self._save(dict(row, status="error", error=reason), stored)
 
-    def _save(self, row: dict) -> None:
+    def _save(self, row: dict, stored: Optional[dict] = None) -> None:
+        """Record a file's row, unless another watcher of the store moved its state since ``stored``
+        (the row this scan started from)."""
         row.setdefault("runs", [])
         row.setdefault("status", "ok")
-        watch_db.save_file(self.store, row)
+        watch_db.save_file(self.store, row, expect=watch_db.expected_state(stored))
 
     # -------------------------------------------------------------- inbox
     def _scan_inbox(self, report: ScanReport) -> None:

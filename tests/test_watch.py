@@ -529,3 +529,57 @@ def test_runs_page_panel_adds_a_folder_and_shows_reasons_literally(db_url, monke
     s = Store(db_url)
     assert watch_service.stored_folders(s) == [] and "ok" in s.run_names()
     s.close()
+
+
+def test_two_watchers_of_one_folder_store_every_row_once(any_db_url, tmp_path):
+    """Several dashboards may watch one folder of a team store: each file's state is checked (and on
+    PostgreSQL locked) in the transaction that stores its rows, so a row is stored once."""
+    import threading
+
+    logs = tmp_path / "shared"
+    logs.mkdir()
+    path = logs / "shared-run.csv"
+    path.write_text("step,loss\n")
+    stores = [Store(any_db_url), Store(any_db_url)]
+    watchers = [Watcher(s, [str(logs)], interval=0.01, settle_s=3600) for s in stores]
+    errors = []
+
+    def scan_until(stop, watcher):
+        while not stop.is_set():
+            try:
+                watcher.scan()
+            except Exception as exc:  # noqa: BLE001 (any failure fails the test below)
+                errors.append(exc)
+
+    stop = threading.Event()
+    threads = [threading.Thread(target=scan_until, args=(stop, w)) for w in watchers]
+    for t in threads:
+        t.start()
+    try:
+        for step in range(60):
+            append(path, f"{step},{3 - step / 100}\n")
+            time.sleep(0.01)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    for w in watchers:
+        w.scan()
+    assert errors == []
+    got = rows(stores[0], "shared-run")
+    assert got["step"].tolist() == list(range(60))
+    for s in stores:
+        s.close()
+
+
+def test_a_folder_removed_and_added_again_takes_its_runs_back(store, logs):
+    (logs / "again.csv").write_text("step,loss\n0,1.0\n1,0.9\n")
+    watch_service.add_folder(store, str(logs))
+    Watcher(store, [], settle_s=3600).scan()
+    watch_service.remove_folder(store, str(logs))
+    append(logs / "again.csv", "2,0.8\n")
+    watch_service.add_folder(store, str(logs))
+    report = Watcher(store, [], settle_s=3600).scan()
+    assert report.errors == {} and report.runs[0]["n_metric_rows"] == 3 and report.runs[0]["added_rows"] == 1
+    assert rows(store, "again")["value"].tolist() == [1.0, 0.9, 0.8]
