@@ -24,8 +24,13 @@ PAGE_SPECS = [
     ("pages/routing.py", "Routing", ":material/alt_route:"),
     ("pages/probes.py", "Probes", ":material/science:"),
 ]
-PAGES = [st.Page(path, title=title, icon=icon, default=(i == 0))
+# Every page answers at /<name> (/fits, /planner, ...). The default page is served at / and still
+# reserves its name without answering to it, so it is named "home" and a hidden twin answers at /runs.
+PAGES = [st.Page(path, title=title, icon=icon, default=(i == 0),
+                 url_path="home" if i == 0 else Path(path).stem)
          for i, (path, title, icon) in enumerate(PAGE_SPECS) if (HERE / path).exists()]
+PAGES += [st.Page(PAGE_SPECS[0][0], title=PAGE_SPECS[0][1], icon=PAGE_SPECS[0][2],
+                  url_path=Path(PAGE_SPECS[0][0]).stem, visibility="hidden")]
 
 page = st.navigation(PAGES)
 st.session_state[APP_MARK] = True  # this session goes through app.py (see pages.common)

@@ -32,7 +32,7 @@ FORMATS = {
     "csv_long": "Long time series (CSV/TSV/JSONL): run, step, metric, value [, tokens, flops, wall_time]",
     "csv_wide": "Wide time series (CSV/TSV/JSONL): step + one column per metric [, run, tokens, flops, wall_time]",
     "summary": "Run-summary table, one row per finished run: N, D, loss / params, tokens, loss / C, N, D, loss",
-    "wandb_export": "W&B web-UI CSV export: Step + '<run> - <metric>' columns (__MIN/__MAX ignored)",
+    "wandb_export": "W&B web-UI CSV export: Step + '<run> - <metric>' columns (__MIN/__MAX kept as a band)",
     "wandb_history": "W&B run.history() CSV: _step, _runtime, _timestamp + metric columns",
     "tensorboard": "TensorBoard events.out.tfevents.* file, a folder, or a .zip of run folders (scalars)",
     "hf_trainer": "Hugging Face Trainer trainer_state.json (log_history), sized by the config.json beside it",

@@ -5,7 +5,8 @@ Layouts (column names matched case-insensitively; see ``STEP_ALIASES`` and frien
 - wide (``csv_wide``): ``[run,] step, <metric>, <metric>, ...``, empty cells where a metric was not
   logged at that step;
 - W&B web-UI export (``wandb_export``): ``Step, "<run> - <metric>", "<run> - <metric>__MIN", ...``
-  (the __MIN/__MAX envelope columns are ignored; the run name is what comes before the last " - ");
+  (the __MIN/__MAX envelope columns are kept as metrics ``<metric>__MIN`` / ``<metric>__MAX``, which
+  the Runs page draws as a band; the run name is what comes before the last " - ");
 - W&B ``run.history()`` CSV (``wandb_history``): ``_step, _runtime, _timestamp, <metric>...``, often
   with pandas' unnamed index column first.
 
@@ -504,8 +505,10 @@ def parse_wandb_export(table: Table, source_file: str = "") -> list[ParsedRun]:
     by_run: dict[str, list[tuple[int, str]]] = {}
     seen: set[tuple[str, str]] = set()
     for i, h in enumerate(header):
-        if i == step_i or WANDB_SEPARATOR not in h or h.endswith(WANDB_ENVELOPE):
-            continue
+        if i == step_i or WANDB_SEPARATOR not in h:
+            continue  # envelope columns (__MIN/__MAX) are kept: metric '<metric>__MIN', drawn as a band
+        if h.endswith(WANDB_ENVELOPE) and not _numeric_column(table, i):
+            continue  # an envelope is an extra: one with stray text (W&B writes " " at gaps) is left out
         run_raw, metric_raw = h.rsplit(WANDB_SEPARATOR, 1)
         run = clean_name(run_raw, f"{table.what}: run name")
         metric = clean_name(metric_raw, f"{table.what}: metric name")
@@ -529,6 +532,14 @@ def parse_wandb_export(table: Table, source_file: str = "") -> list[ParsedRun]:
     points = concat_metrics(frames)
     run_of_point = np.concatenate(run_parts)
     return _runs_from_points(points, run_of_point, {}, run_of_point, "wandb_export", table, source_file)
+
+
+def _numeric_column(table: Table, i: int) -> bool:
+    try:
+        table.numeric(i)
+    except InputError:
+        return False
+    return True
 
 
 def _is_serialized_object(table: Table, i: int) -> bool:

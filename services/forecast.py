@@ -17,6 +17,7 @@ import pandas as pd
 from core.errors import InputError
 from core.loss_curve import BacktestRow, CurveFitConfig, CurveForecast, backtest_curve, forecast_curve
 from core.progress import ProgressFn
+from core.registry import predict
 from core.schedules import Schedule, infer_schedule, lr_per_step
 from services import runs as runs_service
 from services.runs import Store
@@ -130,3 +131,45 @@ def on_track(forecast_final: float, interval, predicted_by_law: float) -> dict:
     ahead = forecast_final <= predicted_by_law or (math.isfinite(lo) and lo <= predicted_by_law <= hi)
     return {"law_prediction": predicted_by_law, "verdict": "on track" if ahead else "behind",
             "gap": forecast_final - predicted_by_law}
+
+
+def law_prediction(store: Store, run: str, total_steps: Optional[int] = None) -> Optional[dict]:
+    """What the newest stored Chinchilla fit predicts for ``run``'s final loss at its N and D.
+
+    N is the run's parameter count of the kind the fit was made on (its selection's ``n_kind``); D is
+    the run's tokens at the end of training: tokens per step × ``total_steps`` where both are known
+    (a live run has not reached its D yet), else its stored token count. None when no Chinchilla fit
+    is stored or the run lacks a size. Returns {fit_id, fit, target, n_params, tokens, prediction}.
+    """
+    from services import fits as fits_service  # a sibling service: stored fits and their N kinds
+
+    fits = fits_service.list_fits(store)
+    if fits.empty:
+        return None
+    fits = fits[fits["law"] == "chinchilla"]
+    if fits.empty:
+        return None
+    fit = fits.iloc[0]  # newest first
+    runs = runs_service.list_runs(store).set_index("name")
+    if run not in runs.index:
+        return None
+    row = runs.loc[run]
+    n_kind = (fit["selection"] or {}).get("n_kind", "total")
+    column = fits_service.N_KINDS.get(n_kind, "n_params")
+    n = _number(row.get(column)) or _number(row.get("n_params"))
+    per_step = _number(row.get("tokens_per_step"))
+    d = per_step * total_steps if per_step and total_steps else _number(row.get("tokens"))
+    if not n or not d:
+        return None
+    value = float(np.asarray(predict("chinchilla", fit["params"], {"n_params": np.array([n]),
+                                                                    "tokens": np.array([d])}))[0])
+    return {"fit_id": int(fit["id"]), "fit": str(fit["name"] or f"fit #{int(fit['id'])}"),
+            "target": (fit["target"] or "loss"), "n_params": n, "tokens": d, "prediction": value}
+
+
+def _number(v) -> Optional[float]:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None

@@ -199,7 +199,10 @@ def test_wandb_ui_export(tmp_path):
     assert dense.source_format == "wandb_export"
     assert points(dense, "train/loss")[["step", "value"]].values.tolist() == [[0, 4.5], [100, 3.5], [200, 3.0]]
     assert points(runs["moe-8x"], "train/loss")["step"].tolist() == [0.0, 200.0]
-    assert set(dense.metrics["name"]) == {"train/loss"}  # __MIN / __MAX ignored
+    # the envelope is kept as metrics '<metric>__MIN' / '__MAX' (the Runs page draws them as a band)
+    assert set(dense.metrics["name"]) == {"train/loss", "train/loss__MIN", "train/loss__MAX"}
+    assert points(dense, "train/loss__MAX")["value"].tolist() == [4.6, 3.6, 3.1]
+    assert set(runs["moe-8x"].metrics["name"]) == {"train/loss", "train/loss__MIN"}  # a " " cell: that envelope is left out
 
 
 def test_wandb_history_csv(tmp_path):

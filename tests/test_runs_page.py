@@ -20,7 +20,7 @@ def test_first_start_seeds_demo_and_draws_curves(app):
     assert [h.value for h in app.subheader][:2] == ["30 runs", "Curves"]
     assert any("synthetic demo" in c.value for c in app.caption)
     assert app.multiselect(key="curve_runs_").value[:1] == ["demo-C1e18-N12.8M"]
-    assert app.selectbox(key="curve_metric").value == "loss"
+    assert app.multiselect(key="curve_metrics").value == ["loss"]
     assert any("points drawn" in c.value for c in app.caption)
 
 
@@ -52,9 +52,21 @@ def test_first_start_seeds_the_bundled_probe_sweep(db_url, monkeypatch):
     at = AppTest.from_file("../app.py", default_timeout=120)
     at.run()
     assert not at.exception
-    assert at.subheader[0].value == f"{len(demo[0])} runs"
-    assert any("probe demo" in c.value and "run_demo_sweep" in c.value for c in at.caption)
-    assert at.selectbox(key="curve_metric").value == "train_loss"
+    from db.store import Store
+
+    s = Store(db_url)
+    n_runs = len(s.run_names())
+    s.close()
+    assert at.subheader[0].value == f"{n_runs} runs" and n_runs > len(demo[0])  # with the bundled examples
+    assert any("tagged **demo**" in c.value and "run_demo_sweep" in c.value for c in at.caption)
+    assert any("tagged **example**" in c.value for c in at.caption)
+    assert at.multiselect(key="curve_metrics").value == ["train_loss"]
+    # every import is a dataset: the runs table filters by tag, the upload form names its tag
+    at.selectbox(key="runs_dataset").set_value("demo").run()
+    assert not at.exception
+    assert f"{len(demo[0])} of {n_runs} runs tagged demo." in [c.value for c in at.caption]
+    assert at.multiselect(key="curve_runs_|demo").value == [r.name for r in demo[0]][:8]
+    assert at.text_input(key="upload_tag_0").placeholder == "the file's name"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,3 +138,186 @@ def test_runs_page_shows_hostile_names_literally(db_url, monkeypatch):
     at.selectbox(key="curve_x").select("tokens").run()  # no tokens logged: the warning quotes the metric
     warning = next(w.value for w in at.warning if "have no" in w.value)
     assert literal(repr(metric)) in warning and "<a " not in rendered(warning)
+
+
+# ---------------------------------------------------------------------------------------------
+# the curve explorer at W&B's level (issue 13 §4) and no stale state (issue 13 §7)
+
+def _run(name, metrics: dict, config=None, steps=range(0, 200, 2)):
+    """A ParsedRun with ``metrics`` (name → f(step)) logged at ``steps``."""
+    import numpy as np
+    import pandas as pd
+
+    from core.runs import ParsedRun
+
+    steps = np.asarray(list(steps), float)
+    rows = pd.concat([pd.DataFrame({"name": m, "step": steps, "value": [f(s) for s in steps]})
+                      for m, f in metrics.items()], ignore_index=True)
+    for col in ("tokens", "flops", "wall_time"):
+        rows[col] = np.nan
+    return ParsedRun(name=name, source_format="csv", config=config or {},
+                     metrics=rows[["name", "step", "tokens", "flops", "wall_time", "value"]])
+
+
+def _open(db_url, monkeypatch, **query):
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _figures(at) -> dict:
+    import json
+
+    return {c.proto.id.split("curve_chart_")[-1] if "curve_chart_" in c.proto.id else c.proto.id: json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")}
+
+
+def _values(v) -> list:
+    """A trace's x or y as a list (Plotly sends numpy arrays as base64 typed arrays)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
+@pytest.fixture
+def three_runs(store):
+    import math
+
+    store.ingest([_run(name, {"loss": lambda s, k=k: 4 - k * math.log1p(s) / 10 + 0.05 * math.sin(s),
+                              "accuracy": lambda s, k=k: k * s / 400},
+                       config={"lr": lr})
+                  for k, (name, lr) in enumerate([("alpha", 1e-3), ("beta", 1e-3), ("gamma", 3e-4)], start=1)])
+    return store
+
+
+def test_view_comes_from_the_url_and_draws_one_panel_per_metric(three_runs, db_url, monkeypatch):
+    at = _open(db_url, monkeypatch, run=["alpha", "gamma"], metric=["loss", "accuracy"], x="step", smooth="0.6")
+    assert at.multiselect(key="curve_runs_").value == ["alpha", "gamma"]
+    assert at.multiselect(key="curve_metrics").value == ["loss", "accuracy"]
+    assert at.slider(key="curve_smooth").value == pytest.approx(0.6)
+    figs = _figures(at)
+    assert {"loss", "accuracy"} <= set(figs)
+    colour = {}
+    for metric in ("loss", "accuracy"):
+        fig = figs[metric]
+        assert fig["layout"]["hovermode"] == "x unified"  # one hover lists every run at the cursor
+        raw = [d for d in fig["data"] if d["name"].endswith("(raw)")]
+        smooth = [d for d in fig["data"] if d["name"] in ("alpha", "gamma")]
+        assert len(raw) == 2 and all(d["opacity"] < 0.5 and d["hoverinfo"] == "skip" for d in raw)
+        assert len(smooth) == 2
+        for d in smooth:  # one colour per run, the same in every panel, raw and smoothed alike
+            colour.setdefault(d["name"], d["line"]["color"])
+            assert d["line"]["color"] == colour[d["name"]]
+        for d in raw:
+            assert d["line"]["color"] == colour[d["name"][:-len(" (raw)")]]
+        # both panels share the x-axis range
+        assert fig["layout"]["xaxis"]["range"] == figs["loss"]["layout"]["xaxis"]["range"]
+    assert colour["alpha"] != colour["gamma"]
+    # the view goes back into the URL as it changes
+    at.slider(key="curve_smooth").set_value(0.3).run()
+    at.multiselect(key="curve_metrics").set_value(["accuracy"]).run()
+    url = {k: [v] if isinstance(v, str) else list(v) for k, v in at.query_params.items()}
+    assert url["smooth"] == ["0.3"] and url["metric"] == ["accuracy"] and url["run"] == ["alpha", "gamma"]
+
+
+def test_colour_by_config_key_shares_a_colour_per_value(three_runs, db_url, monkeypatch):
+    at = _open(db_url, monkeypatch, run=["alpha", "beta", "gamma"], metric=["loss"])
+    at.selectbox(key="curve_colour").select("lr").run()
+    fig = _figures(at)["loss"]
+    lines = {d["legendgroup"]: d["line"]["color"] for d in fig["data"] if d.get("legendgroup")}
+    by_run = [d for d in fig["data"] if "hovertemplate" in d]
+    colours = {d["hovertemplate"].split(":")[0]: d["line"]["color"] for d in by_run}
+    assert colours["alpha"] == colours["beta"] != colours["gamma"]
+    assert set(lines) == {"0.001", "0.0003"}
+    assert sorted(d["name"] for d in by_run if d.get("showlegend")) == ["lr=0.0003", "lr=0.001"]
+
+
+def test_wandb_envelope_is_drawn_as_a_band(store, db_url, monkeypatch):
+    from services.ingest import ingest_uploads
+
+    text = ('"Step","r1 - train/loss","r1 - train/loss__MIN","r1 - train/loss__MAX"\n'
+            + "".join(f'"{s}","{4 - s / 100}","{3.9 - s / 100}","{4.1 - s / 100}"\n' for s in range(0, 100, 5)))
+    ingest_uploads(store, [("wandb_export.csv", text.encode())])
+    at = _open(db_url, monkeypatch, run=["r1"])
+    assert at.multiselect(key="curve_metrics").options == ["train/loss"]  # envelopes go with their metric
+    fig = _figures(at)["train/loss"]
+    (band,) = [d for d in fig["data"] if d.get("fill") == "toself"]
+    assert max(_values(band["y"])) == pytest.approx(4.1) and min(_values(band["y"])) == pytest.approx(3.9 - 0.95)
+
+
+def test_clearing_the_runs_shows_a_hint_and_export_follows_the_plot(three_runs, db_url, monkeypatch):
+    at = _open(db_url, monkeypatch)
+    assert at.multiselect(key="export_runs").value == at.multiselect(key="curve_runs_").value
+    at.multiselect(key="curve_runs_").set_value([]).run()
+    assert not at.exception
+    assert any("No run selected" in i.value for i in at.info)  # not a bare "Choose an option"
+    assert not at.get("plotly_chart")
+    assert at.multiselect(key="export_runs").value == []  # the export follows what is plotted
+    at.multiselect(key="curve_runs_").set_value(["beta"]).run()
+    assert at.multiselect(key="export_runs").value == ["beta"]
+    assert at.multiselect(key="curve_metrics").value == ["loss"]
+    assert "loss" in _figures(at)
+
+
+def test_runs_table_leaves_out_empty_columns(three_runs, db_url, monkeypatch):
+    at = _open(db_url, monkeypatch)
+    frame = at.dataframe(key="runs_table").value
+    assert "n_experts" not in frame.columns and "top_k" not in frame.columns  # no run has them: no None column
+    assert {"name", "n_metric_rows", "tags"} <= set(frame.columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# forecast on the Runs page (issue 14 §1)
+
+def test_forecast_of_a_demo_run_with_the_stored_fit_and_backtest(store, db_url, monkeypatch):
+    from services.seed import probe_demo, seed_demo_fit, seed_probe_demo
+
+    seed_probe_demo(store)
+    seed_demo_fit(store)
+    run = probe_demo()[0][0].name
+    at = _open(db_url, monkeypatch)
+    at.selectbox(key="forecast_run").select(run).run()
+    assert at.radio(key="forecast_mode").value.startswith("inferred")
+    at.toggle(key="forecast_on").set_value(True).run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    final = next(v for k, v in metrics.items() if k.startswith("Forecast train_loss at step"))
+    assert 2.0 < float(final) < 6.0
+    assert float(metrics["Stored fit predicts"]) > 0
+    assert metrics["Verdict"] in ("on track", "behind")
+    fig = next(f for k, f in _figures(at).items() if "forecast_chart" in k)
+    assert any(d.get("line", {}).get("dash") == "dash" for d in fig["data"])       # the forecast, dashed
+    assert any(d.get("fill") == "toself" for d in fig["data"])                      # its band
+    assert any(d.get("name") == "stored fit's prediction" for d in fig["data"])
+    table = next(d.value for d in at.dataframe if "fitted on" in d.value.columns)
+    assert table["fitted on"].tolist() == ["20%", "40%", "60%"]
+
+
+def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
+    """A watched run that grows is forecast again on the next run of the page (what follow_live triggers)."""
+    import math
+
+    cosine = lambda s: 3e-5 + (3e-4 - 3e-5) * 0.5 * (1 + math.cos(math.pi * s / 4000))
+    loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
+    store.ingest([_run("live", {"train/loss": loss, "lr": cosine}, steps=range(10, 1500, 10))])
+    at = _open(db_url, monkeypatch)
+    at.selectbox(key="forecast_run").select("live").run()
+    at.radio(key="forecast_mode").set_value("declared here").run()
+    at.number_input(key="forecast_total").set_value(4000).run()
+    at.number_input(key="forecast_peak").set_value(3e-4).run()
+    at.number_input(key="forecast_final").set_value(3e-5).run()
+    at.toggle(key="forecast_on").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    before = next(c.value for c in at.caption if "interval of the final" in c.value)
+    store.ingest([_run("live", {"train/loss": loss, "lr": cosine}, steps=range(10, 3000, 10))], on_duplicate="replace")
+    at.run()
+    after = next(c.value for c in at.caption if "interval of the final" in c.value)
+    assert before != after

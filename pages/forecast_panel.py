@@ -1,0 +1,147 @@
+"""The Runs page's forecast section (issue 14 §1): where will this run land; not a page itself.
+
+Pick a run, accept the schedule inferred from its logged LR or declare one, and see the forecast to
+the end of training (dashed, with its bootstrap band) beside the final loss the newest stored
+Chinchilla fit predicts for the run's N and D ("on track / behind"). The forecast is cached on the
+run's row count and last growth, so a live (watched) run is forecast again each time it grows
+(pages/watch_panel.follow_live reruns the page then); finished runs show the 20/40/60% back-test.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Optional
+
+import pandas as pd
+import streamlit as st
+
+from core import format as fmt
+from core.loss_curve import CURVE_LAWS
+from core.schedules import DECAY_SHAPES, KINDS, Schedule
+from pages import curves as charts
+from pages.common import literal, user_errors
+from services import forecast as forecast_service
+from services import runs as runs_service
+from services.runs import Store
+from services.watch import LIVE_S
+
+INFERRED = "inferred from its logged LR"
+DECLARED = "declared here"
+BOOTSTRAP = 100  # refits for the band: ~1 s on a 2-core CPU for a demo run, interval stable to ~3 digits
+
+
+@st.cache_data(show_spinner="Fitting the loss-curve law…", max_entries=32)
+def _forecast(_store: Store, url: str, run: str, metric: str, law: str, schedule: Optional[tuple],
+              total_steps: Optional[int], version: tuple) -> forecast_service.RunForecast:
+    sched = Schedule(*schedule) if schedule else None
+    return forecast_service.forecast_run(_store, run, metric=metric, law=law, schedule=sched,
+                                         total_steps=total_steps, bootstrap=BOOTSTRAP, seed=0)
+
+
+@st.cache_data(show_spinner="Back-testing on 20/40/60% of the run…", max_entries=32)
+def _backtest(_store: Store, url: str, run: str, metric: str, law: str, version: tuple) -> list[dict]:
+    return [asdict(r) for r in forecast_service.backtest_run(_store, run, metric=metric, law=law)]
+
+
+def _declared_schedule(last_step: int, lr_values: Optional[pd.Series]) -> tuple:
+    c = st.columns(6)
+    kind = c[0].selectbox("Schedule", KINDS, index=KINDS.index("cosine"), key="forecast_kind")
+    peak0 = float(lr_values.max()) if lr_values is not None and len(lr_values) else 3e-4
+    total = c[1].number_input("Total steps T", min_value=2, value=max(2, int(last_step) * 2), step=100,
+                              key="forecast_total")
+    peak = c[2].number_input("Peak LR", min_value=1e-9, value=peak0, format="%.3g", key="forecast_peak")
+    warmup = c[3].number_input("Warmup steps W", min_value=0, value=0, step=10, key="forecast_warmup")
+    final = c[4].number_input("Final LR", min_value=0.0, value=0.0, format="%.3g", key="forecast_final")
+    decay = c[5].number_input("Decay steps K (WSD)", min_value=0, value=0, step=10, key="forecast_decay",
+                              disabled=kind != "wsd")
+    shape = DECAY_SHAPES[0]
+    return (kind, int(total), float(peak), int(warmup), float(final), int(decay) if kind == "wsd" else 0, shape)
+
+
+def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
+    """The "Forecast" section of the Runs page."""
+    st.subheader("Forecast: where will this run land")
+    names = runs["name"].tolist()
+    default = chosen[0] if chosen else names[0]
+    if st.session_state.get("forecast_run") not in names:
+        st.session_state["forecast_run"] = default
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    run = c1.selectbox("Run to forecast", names, key="forecast_run")
+    metric_names = runs_service.metric_names(store, [run])
+    losses = [m for m in charts.plottable(metric_names) if "loss" in str(m).lower()] or charts.plottable(metric_names)
+    if not losses:
+        st.info("This run has no metric to forecast.")
+        return
+    default_metric = forecast_service.default_loss_metric(losses) or losses[0]
+    if st.session_state.get("forecast_metric") not in losses:
+        st.session_state["forecast_metric"] = default_metric
+    metric = c2.selectbox("Metric", losses, key="forecast_metric")
+    law = c3.selectbox("Curve law", list(CURVE_LAWS), key="forecast_law",
+                       format_func=lambda k: CURVE_LAWS[k].label)
+    lr_metric = forecast_service.find_lr_metric(metric_names)
+    modes = [INFERRED, DECLARED] if lr_metric else [DECLARED]
+    if st.session_state.get("forecast_mode") not in modes:
+        st.session_state["forecast_mode"] = modes[0]
+    mode = c4.radio("Schedule", modes, key="forecast_mode",
+                    help="The LR of each future step: inferred from the logged LR (constant, linear, cosine or "
+                         "WSD, whichever fits it best), or declared; a declared schedule the logged LR "
+                         "contradicts is refused.")
+    curve = runs_service.metrics(store, [run], metric)
+    curve = curve[curve["step"].notna()].sort_values("step")
+    if curve.empty:
+        st.info(f"{literal(run)} has no {literal(metric)} points with a step: nothing to forecast.")
+        return
+    lr_values = runs_service.metrics(store, [run], lr_metric)["value"] if lr_metric else None
+    schedule = _declared_schedule(int(curve["step"].max()), lr_values) if mode == DECLARED else None
+    row = runs.set_index("name").loc[run]
+    last_grew = row.get("last_grew")
+    live = last_grew is not None and pd.notna(last_grew) and time.time() - float(last_grew) <= LIVE_S
+    version = (int(row.get("n_metric_rows", 0)), None if last_grew is None or pd.isna(last_grew) else float(last_grew))
+    if not st.toggle("Forecast this run", key="forecast_on",
+                     help="Fits the schedule-aware curve law (Tissue et al. 2024 or Luo et al. 2025) to the "
+                          "logged curve, with a bootstrap band; about a second per run."):
+        return
+    with user_errors():
+        result = _forecast(store, store.url, run, metric, law, schedule, None, version)
+        fc = result.forecast
+        lo, hi = fc.interval
+        predicted = forecast_service.law_prediction(store, run, fc.final_step)
+        verdict = (forecast_service.on_track(fc.final_loss, fc.interval, predicted["prediction"])
+                   if predicted else None)
+        cols = st.columns(3)
+        cols[0].metric(f"Forecast {metric} at step {fmt.integer(fc.final_step)}", fmt.loss(fc.final_loss),
+                       help=f"{fmt.level(fc.confidence)} interval {fmt.interval(lo, hi, 'loss')} ({CURVE_LAWS[law].label})")
+        if predicted:
+            cols[1].metric("Stored fit predicts", fmt.loss(predicted['prediction']),
+                           help=f"{predicted['fit']} (target {predicted['target']}) at N = {fmt.count(predicted['n_params'])}, "
+                                f"D = {fmt.count(predicted['tokens'])} tokens")
+            gap = verdict["gap"]
+            cols[2].metric("Verdict", verdict["verdict"], delta=("+" if gap >= 0 else "") + f"{fmt.loss(gap)} vs the fit",
+                           delta_color="inverse")
+        else:
+            cols[1].metric("Stored fit predicts", "no fit",
+                           help="No stored Chinchilla fit, or this run has no parameter count or tokens; fit one "
+                                "on the Fits page.")
+        st.caption(f"{fmt.level(fc.confidence)} interval of the final {literal(metric)}: {fmt.interval(lo, hi, 'loss')}. "
+                   f"Schedule {result.schedule.kind} (peak LR {fmt.number(result.schedule.peak_lr, 3)}, warmup "
+                   f"{fmt.integer(result.schedule.warmup_steps)}, T = {fmt.integer(result.schedule.total_steps)}), "
+                   f"{literal(result.schedule_source)}."
+                   + (" :green[● live]: the forecast is redone each time the run grows." if live else ""))
+        fig = charts.forecast_figure(curve, fc.steps, fc.loss, fc.lo, fc.hi, metric=metric,
+                                     law_prediction=predicted["prediction"] if predicted else None,
+                                     final_step=fc.final_step)
+        st.plotly_chart(fig, width="stretch", key="forecast_chart", config={"displaylogo": False})
+    if not live and lr_metric:
+        with st.expander("Back-test: fitted on the first 20/40/60% of this run", expanded=False):
+            with user_errors():
+                rows = _backtest(store, store.url, run, metric, law, version)
+                table = pd.DataFrame(rows)
+                st.dataframe(pd.DataFrame({
+                    "fitted on": [fmt.percent(f, 0) for f in table["fraction"]],
+                    "up to step": [fmt.integer(s) for s in table["observed_until"]],
+                    "predicted final": [fmt.loss(v) for v in table["predicted"]],
+                    "actual final": [fmt.loss(v) for v in table["actual"]],
+                    "error": [fmt.percent(e / 100.0, 2) for e in table["error_pct"]]}),
+                    hide_index=True, key="forecast_backtest")
+                st.caption("Final = the mean over the last 10% of steps. Short or noisy runs make the 20% fit a "
+                           "guess; the 60% column is the meaningful one.")
