@@ -371,7 +371,9 @@ clicked = c1.button("Fit", type="primary", key="fit_button", disabled=not chosen
 if clicked:
     # Pressing Stop (or Streamlit's own stop) interrupts this script run at the next progress update:
     # the fit is abandoned before anything is stored.
-    c2.button("Stop", key="stop_button")
+    stop = c2.empty()  # cleared when the fit ends: no Stop button or finished bar left behind
+    stop.button("Stop", key="stop_button")
+    job = st.empty()
     with user_errors():
         budgets = fit_data.parse_budgets(budgets_text)
         target = fit_data.Target(kind=kind, metric=metric, step=step, task=task, points_per_run=int(points_per_run))
@@ -380,10 +382,13 @@ if clicked:
         options = fit_data.FitOptions(law=law, method=method, drop_highest=int(drop_highest),
                                       n_bootstrap=int(n_bootstrap), seed=int(seed), fix_alpha_eq_beta=fix_ab,
                                       grid=grid, budgets=budgets, x=x_var)
-        fit_id, result = fit_data.fit_and_save(store, data, options, name=fit_name or None,
-                                               progress=progress_bar(f"Fitting {law} ({method})"))
+        with job.container():
+            bar = progress_bar(f"Fitting {law} ({method})")
+        fit_id, result = fit_data.fit_and_save(store, data, options, name=fit_name or None, progress=bar)
         st.session_state["shown_fit"] = fit_id
         st.success(f"Stored fit #{fit_id}: {result.n_points} points, {len(result.warnings)} warning(s).")
+    stop.empty()
+    job.empty()
 elif st.session_state.get("stop_button"):
     st.warning("Fit stopped: nothing was stored.")
 
@@ -521,8 +526,12 @@ if data is not None:
                                "the held-out runs above it: extrapolation is what a scaling law is for.")
                     cache_key = (shown_id, float(threshold))
                     if st.button("Run back-test", key="backtest_button"):
-                        st.session_state["backtest"] = (cache_key, *fit_data.backtest_fit(
-                            data, result, threshold, progress=progress_bar("Back-test")))
+                        job = st.empty()  # the bar goes when the back-test is done
+                        with job.container():
+                            bar = progress_bar("Back-test")
+                        st.session_state["backtest"] = (cache_key, *fit_data.backtest_fit(data, result, threshold,
+                                                                                           progress=bar))
+                        job.empty()
                     stored_bt = st.session_state.get("backtest")
                     if stored_bt and stored_bt[0] == cache_key:
                         _, bt, points = stored_bt

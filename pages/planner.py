@@ -535,13 +535,15 @@ def inference_section(choice, best, inference_tokens):
     if law_of(choice.params).key != "chinchilla":
         st.info("The inference-aware optimum needs a Chinchilla law (E, A, B, α, β); pick one above.")
         return None
-    targets = {"budget": f"the loss of this budget's compute-optimal model ({best.loss:.4f})",
+    # Labels that never change with the law or budget: the browser matches the selection by label,
+    # so a label quoting the loss left the radio with nothing selected after a law switch.
+    targets = {"budget": "the loss of this budget's compute-optimal model",
                "model": "the quality of a Chinchilla-optimal model of a given size",
                "loss": "a target loss"}
     st.session_state.setdefault("planner_target", "budget")
     c1, c2 = st.columns([3, 1])
     target = c1.radio("Target quality", list(targets), format_func=targets.get, key="planner_target",
-                      horizontal=True)
+                      horizontal=True, help=f"This budget's compute-optimal loss: {best.loss:.4f}")
     aware = None
     with user_errors():
         if target == "model":

@@ -161,12 +161,15 @@ def sweep_section() -> None:
     if c1.button("Run sweep", type="primary", key="sweep_start"):
         # Pressing Stop reruns the script, which interrupts training at its next progress update:
         # the sweep is abandoned before anything is stored.
-        c2.button("Stop", key="sweep_stop")
+        stop = c2.empty()  # cleared when the sweep ends: no Stop button or finished bar left behind
+        stop.button("Stop", key="sweep_stop")
+        job = st.empty()
         with user_errors():
             data = cached_corpus(corpus_name, int(seq_len))
             run_cfg = replace(cfg, vocab_size=data.vocab_size)
             full_plan = plan_sweep(run_cfg, train_tokens=data.train.n_tokens, calibrate=False)  # + passes over the data
-            bar = progress_bar(f"Training {len(full_plan.runs)} runs")
+            with job.container():
+                bar = progress_bar(f"Training {len(full_plan.runs)} runs")
             live = LiveLoss(st.empty(), int(batch) * int(seq_len))
 
             def progress(done: int, total: int, message: str) -> None:
@@ -184,6 +187,8 @@ def sweep_section() -> None:
                        f"(estimated {duration(total_est)})"
                        + (f", with {len(stored['capture_ids'])} routing snapshots" if stored["capture_ids"] else "")
                        + ". They are runs like any other: see them on the Runs page, fit them below.")
+        stop.empty()
+        job.empty()
     elif st.session_state.get("sweep_stop"):
         st.warning("Sweep stopped: nothing was stored.")
 
@@ -224,11 +229,15 @@ def throughput_section() -> None:
 
     c1, c2 = st.columns([2, 5])
     if c1.button("Measure throughput", type="primary", key="thr_start", disabled=shape is None or choice is None):
-        c2.button("Stop", key="thr_stop")
+        stop = c2.empty()  # cleared when the measurement ends
+        stop.button("Stop", key="thr_stop")
+        job = st.empty()
         with user_errors():
+            with job.container():
+                bar = progress_bar("Measuring")
             results, ids = probe_runs.run_and_store_throughput(
                 store, shape, batch_size=int(batch), seq_len=int(seq_len), device=device, dtype=dtype,
-                compile=bool(compile_model), iters=int(iters), progress=progress_bar("Measuring"))
+                compile=bool(compile_model), iters=int(iters), progress=bar)
             st.session_state["thr_last"] = ids
             by_kind = {r.kind: r for r in results}
             fwd, both = by_kind["forward"], by_kind["forward_backward"]
@@ -242,6 +251,8 @@ def throughput_section() -> None:
                        else f"No MFU: {literal(both.peak_source)}.")
             st.success(f"Stored probes #{', #'.join(map(str, ids))} on {literal(fwd.device_name)} ({fwd.dtype}); the Planner "
                        "can use the measured MFU.")
+        stop.empty()
+        job.empty()
     elif st.session_state.get("thr_stop"):
         st.warning("Throughput probe stopped: nothing was stored.")
 

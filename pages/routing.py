@@ -95,7 +95,9 @@ with st.expander("New capture", expanded=captures.empty):
         if b1.button("Capture", type="primary", key="routing_capture"):
             # Pressing Stop reruns the script, which interrupts the capture at its next progress
             # update; run_capture then discards what it collected.
-            b2.button("Stop", key="routing_stop")
+            stop = b2.empty()  # cleared when the capture ends: no Stop button or finished bars left behind
+            stop.button("Stop", key="routing_stop")
+            job = st.empty()
             with user_errors():
                 if choice == LOCAL:
                     if not local_path.strip():
@@ -115,12 +117,15 @@ with st.expander("New capture", expanded=captures.empty):
                 new_ids = []
                 for i, folder in enumerate(folders):
                     label = f"Capturing {routing.display_path(folder)} ({i + 1}/{len(folders)})"
+                    with job.container():
+                        bar = progress_bar(label)
                     new_ids.append(routing.run_capture(
                         store, loaded if folder.resolve() == model_dir.resolve() else folder, docs, corpus=corpus,
-                        tokenizer=tokenizer, max_tokens=int(max_tokens),
-                        progress=progress_bar(label)))
+                        tokenizer=tokenizer, max_tokens=int(max_tokens), progress=bar))
                 st.session_state["routing_shown"] = new_ids[-1]
                 st.success(f"Stored capture(s) {', '.join(f'#{i}' for i in new_ids)}.")
+            stop.empty()
+            job.empty()
         elif st.session_state.get("routing_stop"):
             st.warning("Capture stopped: nothing was stored for the checkpoint being captured.")
     else:
