@@ -50,7 +50,8 @@ class BatchResult:
     theta: np.ndarray  # (S, P) final parameters
     objective: np.ndarray  # (S,) final objective
     n_iter: np.ndarray  # (S,) Newton steps taken
-    status: np.ndarray  # (S,) 0 converged (decrement test), 1 stalled (no decrease possible), 2 hit max_iter
+    status: np.ndarray  # (S,) 0 converged (decrement test), 1 stalled (no decrease possible), 2 hit max_iter,
+    #                     3 retired by ``retire`` (merged into another start, or unable to beat the best minimum)
 
     @property
     def converged(self) -> np.ndarray:
@@ -59,6 +60,8 @@ class BatchResult:
 
 FghFn = Callable[[np.ndarray, np.ndarray], tuple]  # (theta (k,P), rows (k,)) -> f (k,), g (k,P), H (k,P,P)
 FFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (theta (k,P), rows (k,)) -> f (k,)
+# (active rows (k,), theta (S,P), f (S,), status (S,)) -> (k,) bool: the active starts to stop now (status 3)
+RetireFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _batched_cholesky_solve(hess, g):
@@ -129,6 +132,7 @@ def batched_newton(
     lower: Optional[np.ndarray] = None,
     upper: Optional[np.ndarray] = None,
     on_iter: Optional[Callable[[int, int], None]] = None,
+    retire: Optional[RetireFn] = None,
 ) -> BatchResult:
     """Minimise S independent smooth problems at once with a damped, projected Newton method.
 
@@ -140,7 +144,10 @@ def batched_newton(
     and trial points are projected onto the box (Bertsekas' projected Newton). A start stops when
     its Newton decrement gᵀ|H|⁻¹g/2 ≤ rtol·|f| with no useful negative curvature left (status 0,
     converged), when no step of any length lowers f (status 1, stalled: f is at its rounding floor),
-    or at ``max_iter`` (status 2). ``on_iter(n_finished, S)`` is called after every iteration and
+    or at ``max_iter`` (status 2). ``retire(active, theta, f, status)``, if given, is asked after
+    every iteration which of the still active starts need not go on (status 3: theta and f stay where
+    they stopped); core/fitting/triage.py merges starts that have met and stops those that cannot
+    beat the best minimum found. ``on_iter(n_finished, S)`` is called after every iteration and
     may raise ``Cancelled``.
     """
     theta = np.array(theta0, dtype=np.float64, copy=True)
@@ -215,6 +222,10 @@ def batched_newton(
         status[active[done]] = 0
         status[active[stalled & ~done]] = 1
         active = active[~finished]
+        if retire is not None and active.size:
+            gone = retire(active, theta, f, status)
+            status[active[gone]] = 3
+            active = active[~gone]
         if on_iter is not None:
             on_iter(n_starts - active.size, n_starts)
     return BatchResult(theta=theta, objective=f, n_iter=n_iter, status=status)
