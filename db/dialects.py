@@ -21,6 +21,7 @@ import zlib
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
+import pandas as pd
 
 import psycopg  # the PostgreSQL driver: db/ is the one layer that may import it
 import pyarrow as pa
@@ -94,6 +95,11 @@ class Dialect:
 
     def after_bulk_load(self, engine) -> None:
         """Upkeep after a big committed load (outside its transaction)."""
+
+    @staticmethod
+    def read_curves(conn, stmt, params: dict) -> pd.DataFrame:
+        """The curves query's result (columns run, x, value, vmin, vmax, n) as a DataFrame."""
+        return pd.read_sql(stmt, conn, params=params)
 
     def connection_lost(self, url: str, exc: BaseException) -> Optional[StoreError]:
         return None
@@ -208,8 +214,25 @@ class PostgreSQL(Dialect):
                 SELECT run_id, max(ARRAY[x, value]) AS last, min(value) AS vmin, max(value) AS vmax,
                        count(*) AS n
                 FROM k GROUP BY run_id, bucket)
-            SELECT r.name AS run, g.last[1] AS x, g.last[2] AS value, g.vmin, g.vmax, g.n
-            FROM g JOIN runs r ON r.id = g.run_id ORDER BY r.id, x"""
+            SELECT r.name AS run,
+                   array_send(array_agg(ARRAY[g.last[1], g.last[2], g.vmin, g.vmax, g.n] ORDER BY g.last[1])) AS points
+            FROM g JOIN runs r ON r.id = g.run_id GROUP BY r.id, r.name ORDER BY r.id"""
+
+    @staticmethod
+    def read_curves(conn, stmt, params: dict) -> pd.DataFrame:
+        """The curves query's rows: one per run holding its buckets as one binary float8 array of
+        (x, value, vmin, vmax, n) rows (array_send), so 40,000 points arrive as 20 values that numpy
+        reads, not as 200,000 Python floats (that took longer than the query)."""
+        runs, blocks = [], []
+        for run, points in conn.execute(stmt, params).all():
+            block = _binary_float8s(points).reshape(-1, len(CURVE_COLUMNS))
+            runs.append(np.full(len(block), run, dtype=object))
+            blocks.append(block)
+        if not runs:
+            return pd.DataFrame(columns=["run", *CURVE_COLUMNS])
+        table = np.concatenate(blocks)
+        frame = pd.DataFrame({"run": np.concatenate(runs), **{c: table[:, i] for i, c in enumerate(CURVE_COLUMNS)}})
+        return frame.astype({"n": "int64"})
 
     @staticmethod
     def final_values_sql(where: str, names: str) -> str:
@@ -224,6 +247,19 @@ class PostgreSQL(Dialect):
             FROM runs r JOIN metrics m ON m.run_id = r.id
             WHERE {where} {names}
             GROUP BY r.id ORDER BY r.id"""
+
+
+# The columns of each bucket, in the order of the PostgreSQL curves query's 2-D array.
+CURVE_COLUMNS = ("x", "value", "vmin", "vmax", "n")
+
+
+def _binary_float8s(data: bytes) -> np.ndarray:
+    """The elements of a float8 array without NULLs in PostgreSQL's binary form (array_send: ndim,
+    flags, element type, then size and lower bound per dimension; then a 4-byte length and the
+    8-byte value per element), flat, in row-major order."""
+    ndim = int.from_bytes(data[:4], "big")
+    items = np.frombuffer(data, dtype=[("len", ">i4"), ("v", ">f8")], offset=12 + 8 * ndim)
+    return items["v"].astype(np.float64)
 
 
 def _session_settings(dbapi_connection, _record) -> None:

@@ -526,8 +526,8 @@ class Store:
         sql = self.dialect.curves_sql(x, xexpr, positive)
         stmt = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
         with self.read() as conn:
-            return pd.read_sql(stmt, conn, params={"ids": list(ids.values()), "metric": metric,
-                                                   "nb": max_points - 1})
+            return self.dialect.read_curves(conn, stmt, {"ids": list(ids.values()), "metric": metric,
+                                                         "nb": max_points - 1})
 
     def final_values(self, metric: str = "loss", run_names: Optional[Sequence[str]] = None,
                      at_step: Optional[float] = None) -> pd.DataFrame:
