@@ -147,6 +147,17 @@ class DownstreamFit:
         """The best-fit curve at ``x`` (raw units: the fit applies its own log transform)."""
         return self._eval(self._law_x(x), list(self.params.values()))
 
+    def intervals_at(self, confidence: Optional[float] = None) -> dict:
+        """name -> (lower, upper): each parameter's central ``confidence`` interval, percentiles of
+        the bootstrap refits (the stored intervals when there were fewer than two)."""
+        level = self.confidence if confidence is None else float(confidence)
+        boot = np.asarray(self.bootstrap_params, dtype=np.float64)
+        if boot.ndim != 2 or boot.shape[0] < 2 or boot.shape[1] != len(self.params):
+            return dict(self.intervals)
+        tail = 100 * (1 - level) / 2
+        lower, upper = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
+        return {k: (float(lo), float(hi)) for k, lo, hi in zip(self.params, lower, upper)}
+
     def predict_interval(self, x, confidence: Optional[float] = None) -> Prediction:
         """The curve at ``x`` and its bootstrap band: percentiles of the resampled fits' curves."""
         level = self.confidence if confidence is None else float(confidence)

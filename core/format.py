@@ -218,6 +218,39 @@ def kind_of(name: str) -> str:
     return "number"
 
 
+def latex(x, digits: int = 4) -> str:
+    """A number for a LaTeX formula: 0.3392, or 1.53 \\times 10^{34} where ``number`` writes 1.53e34."""
+    text = number(x, digits)
+    if "e" in text and text != MISSING:
+        mantissa, exponent = text.split("e")
+        return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    return text
+
+
+def table(frame, kinds=None):
+    """A copy of a DataFrame with every number written in the app's format (strings): each column
+    by ``kinds[column]`` when given, else by ``kind_of(column)``; booleans stay; ``None``/NaN in any
+    column become the em dash. For st.dataframe and st.table: no raw floats, no ``None``."""
+    out = frame.copy()
+    kinds = dict(kinds or {})
+    for col in out.columns:
+        series = out[col]
+        if series.dtype == bool:
+            continue
+        kind = kinds.get(col) or kind_of(str(col))
+        if series.dtype.kind in "iuf":
+            out[col] = [FORMATTERS[kind](v) for v in series]
+        else:
+            out[col] = [MISSING if _missing_object(v) else v for v in series]
+    return out
+
+
+def _missing_object(v) -> bool:
+    if v is None:
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
 # ---------------------------------------------------------------------------------------- Plotly
 def plotly_text(name: object) -> str:
     """A user string (run, model, task name) safe to put in a Plotly trace name, legend, hover or

@@ -41,6 +41,9 @@ EDITABLE_SIZE_FIELDS = SIZE_FIELDS + ["arch"]
 # One lock per database file, shared by every Store opened on it in this process.
 _LOCKS: dict[str, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
+# Commits per database (file or server URL) made by this process, counted by every Store opened on
+# it: the cheap part of Store.version(), which the pages' caches are keyed on.
+_CHANGES: dict[str, int] = {}
 
 
 def default_url() -> str:
@@ -127,10 +130,12 @@ class Store:
         key = str(path.resolve())
         with _LOCKS_GUARD:
             self._lock = _LOCKS.setdefault(key, threading.RLock())
+        self._changes_key = key
         self.engine = None
         try:
             self.engine = sa.create_engine(self.url)
             sa.event.listen(self.engine, "handle_error", self._translate_error)
+            sa.event.listen(self.engine, "commit", self._committed)
             with self._lock:
                 self._upgrade(path, create)
             if check:
@@ -156,11 +161,13 @@ class Store:
         """Open a store on a database server (PostgreSQL): no file and no per-file lock; writers are
         kept apart by transactions and advisory locks (db/dialects.py)."""
         self._lock = contextlib.nullcontext()
+        self._changes_key = self.url
         self.engine = None
         try:
             self.engine = sa.create_engine(self.url, **self.dialect.engine_options())
             self.dialect.prepare_engine(self.engine)
             sa.event.listen(self.engine, "handle_error", self._translate_error)
+            sa.event.listen(self.engine, "commit", self._committed)
             self._upgrade(self.display_url, create)
         except Exception as exc:
             if self.engine is not None:
@@ -305,6 +312,32 @@ class Store:
     def read(self):
         with self.engine.connect() as conn:
             yield conn
+
+    def _committed(self, _conn) -> None:
+        """SQLAlchemy ``commit`` hook: count the commit (every write path, bulk loads included)."""
+        with _LOCKS_GUARD:
+            _CHANGES[self._changes_key] = _CHANGES.get(self._changes_key, 0) + 1
+
+    def version(self) -> tuple:
+        """A cheap value that changes whenever the stored data does, to key caches on: the database
+        and the commits this process made to it (any Store on it). DuckDB allows one writer process
+        per file, so that is every change; on a database server other processes write too, so one
+        query adds the row counts and newest ids of runs, fits, evals, probes and captures (a
+        metadata edit made elsewhere shows once something else changes, or on a server restart)."""
+        local = (self._changes_key, _CHANGES.get(self._changes_key, 0))
+        if self.dialect is dialects.DUCKDB:
+            return local
+        def agg(table: sa.Table, fn, col: str):
+            return sa.select(fn(table.c[col])).scalar_subquery()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(
+                agg(schema.runs, sa.func.count, "id"), agg(schema.runs, sa.func.max, "id"),
+                agg(schema.runs, sa.func.max, "last_grew"), agg(schema.fits, sa.func.count, "id"),
+                agg(schema.fits, sa.func.max, "id"), agg(schema.evals, sa.func.count, "id"),
+                agg(schema.evals, sa.func.max, "id"), agg(schema.probes, sa.func.max, "id"),
+                agg(schema.routing_captures, sa.func.count, "id"), agg(schema.watch_files, sa.func.max, "updated_at"),
+            )).one()
+        return local + tuple(row)
 
     def close(self) -> None:
         self.engine.dispose()

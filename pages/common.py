@@ -8,8 +8,9 @@ from contextlib import contextmanager
 import streamlit as st
 
 from core.errors import Cancelled, ScaleScopeError
+from core.format import CONFIDENCE, CONFIDENCE_LEVELS, level as level_label
 from services.seed import seed_if_empty
-from services.runs import Store, default_url
+from services.runs import Store, default_url, store_version
 
 
 @st.cache_resource(show_spinner="Opening the database (first start: seeding the demo)…")
@@ -97,3 +98,54 @@ def progress_bar(label: str):
         bar.progress(frac, text=f"{label} — {literal(message)}" if message else label)
 
     return update
+
+
+# ------------------------------------------------------------------------------ interval level
+CONFIDENCE_KEY = "confidence_level"  # session state: the level, kept across pages
+CONFIDENCE_PARAM = "cl"  # the URL's query parameter: ?cl=90
+
+
+def _level_from_url() -> float:
+    raw = st.query_params.get(CONFIDENCE_PARAM)
+    try:
+        wanted = float(raw) / 100 if raw is not None else CONFIDENCE
+    except ValueError:
+        return CONFIDENCE
+    return next((cl for cl in CONFIDENCE_LEVELS if abs(cl - wanted) < 1e-9), CONFIDENCE)
+
+
+def confidence_level() -> float:
+    """The one interval level of Fits, Planner and Evals: a sidebar select (68/90/95/99%, default 95%,
+    core.format.CONFIDENCE), kept in session state across pages and in the URL as ``?cl=90`` (left
+    out at the default), so a shared link shows the same intervals."""
+    if CONFIDENCE_KEY not in st.session_state:
+        st.session_state[CONFIDENCE_KEY] = _level_from_url()
+    # Re-assigning the value keeps it when a page without this widget ran in between (Streamlit drops
+    # the state of widgets not drawn in a run).
+    st.session_state[CONFIDENCE_KEY] = st.session_state[CONFIDENCE_KEY]
+    cl = st.sidebar.selectbox("Interval level", CONFIDENCE_LEVELS, format_func=level_label, key=CONFIDENCE_KEY,
+                              help="Central probability of every interval and band on Fits, Planner and Evals "
+                                   "(bootstrap percentiles). 95% is the level the scaling-law papers report.")
+    if abs(cl - CONFIDENCE) < 1e-9:
+        if CONFIDENCE_PARAM in st.query_params:
+            del st.query_params[CONFIDENCE_PARAM]
+    elif st.query_params.get(CONFIDENCE_PARAM) != f"{cl * 100:g}":
+        st.query_params[CONFIDENCE_PARAM] = f"{cl * 100:g}"
+    return float(cl)
+
+
+# ------------------------------------------------------------------------------ query cache
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_query(name: str, version: tuple, args: tuple, kwargs: tuple, _fn, _store):
+    return _fn(_store, *args, **dict(kwargs))
+
+
+def cached(fn, *args, **kwargs):
+    """``fn(store, *args, **kwargs)`` through a cache keyed on the store's version
+    (``services.runs.store_version``): a widget change reruns the page from cached query results,
+    and any write to the store (an import, a fit, the watcher) makes the next call read afresh.
+    ``fn`` is a services function taking the store first; its arguments must be hashable by
+    st.cache_data (strings, numbers, tuples, lists, dicts, DataFrames)."""
+    store = get_store()
+    return _cached_query(f"{fn.__module__}.{fn.__qualname__}", store_version(store), args,
+                         tuple(sorted(kwargs.items())), _fn=fn, _store=store)

@@ -12,12 +12,19 @@ import pandas as pd
 from db.store import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS, X_AXES, Store, default_url
 
 __all__ = ["DUPLICATE_POLICIES", "EDITABLE_SIZE_FIELDS", "X_AXES", "Store", "default_url", "open_store",
-           "list_runs", "update_run", "delete_runs", "metric_names", "metrics", "curves", "export_metrics"]
+           "list_runs", "update_run", "delete_runs", "metric_names", "metrics", "curves", "export_metrics",
+           "store_version"]
 
 
 def open_store(url: Optional[str] = None) -> Store:
     """The Store at ``url``, else $SCALESCOPE_DB_URL, else the default DuckDB file."""
     return Store(url) if url else Store()
+
+
+def store_version(store: Store) -> tuple:
+    """A cheap value that changes whenever the stored data does (``Store.version``): the pages'
+    query caches are keyed on it, so a widget change reuses results and any write refreshes them."""
+    return store.version()
 
 
 def list_runs(store: Store) -> pd.DataFrame:

@@ -100,3 +100,15 @@ def test_plotly_text_escapes_markup():
     assert fmt.plotly_text("<b>run</b> & <a href='x'>") == "&lt;b&gt;run&lt;/b&gt; &amp; &lt;a href='x'&gt;"
     assert fmt.plotly_text("plain-run_1") == "plain-run_1"
     assert fmt.plotly_text(3) == "3"
+
+
+def test_latex_numbers_and_formatted_tables():
+    import pandas as pd
+
+    assert fmt.latex(1.5332818850268969e+34) == r"1.53 \times 10^{34}"
+    assert fmt.latex(0.33921) == "0.3392" and fmt.latex(0.0210, 3) == "0.0210"
+    frame = pd.DataFrame({"run": ["a", None], "n_params": [7e10, float("nan")], "loss": [1.9, 2.0],
+                          "used": [True, False], "k": [3, 4]})
+    shown = fmt.table(frame, {"k": "integer"})
+    assert shown.to_dict("list") == {"run": ["a", "—"], "n_params": ["70.0B", "—"], "loss": ["1.9000", "2.0000"],
+                                     "used": [True, False], "k": ["3", "4"]}

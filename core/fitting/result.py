@@ -151,7 +151,7 @@ class FitResult:
         """The ``BudgetOptimum`` table with intervals at ``level`` (recomputed from the bootstrap
         samples for a Chinchilla fit; the stored table otherwise)."""
         samples = self.samples_by_name()
-        if self.law != "chinchilla" or not self.optima or not samples or len(samples["A"]) < 2:
+        if self.law != "chinchilla" or not self.optima or "A" not in samples or len(samples["A"]) < 2:
             return list(self.optima)
         return chinchilla_optima(self.params, [r.budget for r in self.optima], samples, level)
 
