@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core import isoflop
-from core.errors import InputError
+from core.errors import InputError, ScaleScopeError
 from core.fitting.backtest import backtest, backtest_law
 from core.fitting.chinchilla import Approach3Settings, fit_chinchilla
 from core.fitting.diagnostics import diagnostics_from_dict
@@ -593,3 +593,64 @@ def refit(store: Store, fit_id: int, *, progress: Optional[ProgressFn] = None) -
     data = data_for_selection(store, selection)
     options = FitOptions(law=row["law"], method=row["method"], x=selection.get("x", "flops"))
     return run_fit(data, options, progress=progress, store=store, settings=row["settings"] or None)
+
+
+# ============================================================================================
+# Refitting without some points (the Fits page's click-to-exclude)
+# ============================================================================================
+def without_runs(data: FitData, excluded: Sequence[str]) -> FitData:
+    """``data`` without the points of the runs named in ``excluded``; its selection says which were
+    left out (and, for a table's points, keeps only the rest), so the new fit reproduces."""
+    gone = set(excluded)
+    keep = np.array([r not in gone for r in data.run], dtype=bool)
+    if not keep.any():
+        raise InputError("every point would be excluded: keep at least a few runs to fit")
+    cut = lambda a: None if a is None else np.asarray(a)[keep]  # noqa: E731
+    selection = dict(data.selection)
+    selection["excluded"] = sorted(gone & set(data.run.tolist()))
+    if selection.get("source") == "csv":
+        selection["runs"] = [r for r, k in zip(selection["runs"], keep) if k]
+        selection["points"] = {k: [v for v, kk in zip(vals, keep) if kk] for k, vals in selection["points"].items()}
+        selection["n_rows"] = int(keep.sum())
+    else:
+        selection["runs"] = [r for r in selection.get("runs", []) if r not in gone]
+    return FitData(run=data.run[keep], n_params=data.n_params[keep], tokens=data.tokens[keep], flops=data.flops[keep],
+                   n_experts=data.n_experts[keep], y=data.y[keep], target=data.target, n_kind=data.n_kind,
+                   selection=selection, budget=cut(data.budget), unique_tokens=cut(data.unique_tokens),
+                   **{c: cut(getattr(data, c)) for c in CONFIG_COLUMNS})
+
+
+def refit_without(store: Store, fit_id: int, excluded: Sequence[str], *, name: Optional[str] = None,
+                  progress: Optional[ProgressFn] = None) -> tuple:
+    """Fit stored fit ``fit_id``'s law again, same method and settings (seed, grid, bootstrap), on its
+    points without the runs in ``excluded``, and store it as a new fit. Returns (new id, result)."""
+    row = get_fit(store, fit_id)
+    selection = row["selection"] or {}
+    if "runs" not in selection and "points" not in selection:
+        raise InputError(f"fit {fit_id} was not stored with a run selection: it cannot be refitted here")
+    data = without_runs(data_for_selection(store, selection), excluded)
+    options = FitOptions(law=row["law"], method=row["method"], x=selection.get("x", "flops"))
+    result = run_fit(data, options, progress=progress, store=store, settings=row["settings"] or None)
+    title = row.get("name") or f"#{fit_id}"
+    new_selection = dict(data.selection)
+    if "x" in selection:
+        new_selection["x"] = selection["x"]
+    new_id = save_result(store, result, selection=new_selection, target=data.target.label(),
+                         name=name or f"{title} without {len(data.selection['excluded'])} points")
+    return new_id, result
+
+
+def isoflop_comparison(store: Store, fit_id: int) -> dict:
+    """Approaches 1 and 2 (Hoffmann et al. 2022 §3.1–3.2) on the points, and the curves, of stored fit
+    ``fit_id``, to overlay on its Approach 3 IsoFLOP plot: method -> FitResult, or the one-line reason
+    the method cannot run on these points (e.g. one size per budget: no parabola)."""
+    row = get_fit(store, fit_id)
+    data = data_for_selection(store, row["selection"] or {})
+    budgets = tuple((row["settings"] or {}).get("budgets") or FitOptions().budgets)
+    out: dict = {}
+    for method in ("approach2", "approach1"):
+        try:
+            out[method] = run_fit(data, FitOptions(method=method, budgets=budgets), store=store)
+        except ScaleScopeError as exc:
+            out[method] = str(exc)
+    return out

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import format as fmt
 from db.fits import get_fit, list_fits
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "fits.py")
@@ -31,6 +32,19 @@ def quick(at: AppTest, bootstrap: int = 50) -> AppTest:
 
 def chart_ids(at: AppTest) -> list:
     return [c.proto.id for c in at.get("plotly_chart")]
+
+
+def assert_one_format(at: AppTest) -> None:
+    """Every table cell in the app's format: no None, no NaN, no raw float such as 1.5332818850268969e+34."""
+    for frame in at.dataframe:
+        for value in frame.value.astype(str).to_numpy().ravel():
+            assert value not in ("None", "nan", "NaN", "<NA>"), (frame.value.columns.tolist(), value)
+            assert "e+" not in value and len(value) < 60, (frame.value.columns.tolist(), value)
+            try:  # a plain number must be short (four or so significant digits), never a full float repr
+                float(value)
+                assert len(value.lstrip("-")) <= 8, value
+            except ValueError:
+                pass
 
 
 def chart(at: AppTest, key: str) -> dict:
@@ -55,26 +69,45 @@ def test_approach3_fit_table_plots_backtest_export_compare(page_store):
     stored = get_fit(page_store, fit_id)
     table = at.dataframe[0].value.set_index("name")
     assert table.index.tolist() == ["E", "A", "B", "alpha", "beta", "a", "b"]
-    np.testing.assert_allclose(table["value"].iloc[:5], [stored["params"][k] for k in table.index[:5]])
-    assert (table["95% low"] < table["value"]).all() and (table["value"] < table["95% high"]).all()
-    assert table.loc["alpha", "value"] == pytest.approx(0.3478, abs=0.03)
-    assert table.loc["a", "value"] == pytest.approx(stored["params"]["beta"] / (stored["params"]["alpha"]
-                                                                                + stored["params"]["beta"]))
+    assert list(table.columns) == ["value", "± s.e.", "95% interval"]  # one format (core/format.py)
+    assert table["value"].tolist()[:5] == [fmt.number(stored["params"][k]) for k in table.index[:5]]
+    for name, (lo, hi) in stored["intervals"].items():
+        if name in table.index:
+            assert table.loc[name, "95% interval"] == fmt.interval(lo, hi)
+            assert lo < stored["params"].get(name, stored["diagnostics"]["derived"].get(name)) < hi
+    assert float(table.loc["alpha", "value"]) == pytest.approx(0.3478, abs=0.03)
+    assert float(table.loc["a", "value"]) == pytest.approx(stored["params"]["beta"] / (stored["params"]["alpha"]
+                                                                                       + stored["params"]["beta"]),
+                                                           abs=1e-3)
     budgets = at.dataframe[1].value.set_index("budget C (FLOPs)")
-    assert budgets.index.tolist() == [1e21, 1e22, 5.76e23, 1e24, 1e25]
-    chinchilla = budgets.loc[5.76e23]
+    assert budgets.index.tolist() == ["1.00e21", "1.00e22", "5.76e23", "1.00e24", "1.00e25"]
+    chinchilla = budgets.loc["5.76e23"]
     stored_row = next(r for r in stored["diagnostics"]["optima"] if r["budget"] == 5.76e23)
-    assert chinchilla["N*"] == pytest.approx(stored_row["n_params"])
-    assert (chinchilla["N* 95% low"], chinchilla["N* 95% high"]) == pytest.approx(
-        (stored_row["n_params_lo"], stored_row["n_params_hi"]))
-    assert chinchilla["N* 95% low"] < chinchilla["N*"] < chinchilla["N* 95% high"]
-    assert chinchilla["tokens/param"] == pytest.approx(chinchilla["D*"] / chinchilla["N*"])
+    assert chinchilla["N*"] == fmt.count(stored_row["n_params"])
+    assert chinchilla["N* 95%"] == fmt.interval(stored_row["n_params_lo"], stored_row["n_params_hi"], "count")
+    assert stored_row["n_params_lo"] < stored_row["n_params"] < stored_row["n_params_hi"]
+    assert chinchilla["tokens/param"] == fmt.ratio(stored_row["tokens_per_param"])
+    assert_one_format(at)
+    # The fitted law as LaTeX with ± from the bootstrap, and the same LaTeX to copy (st.code)
+    law = at.latex[-1].value
+    assert rf"\alpha = {fmt.latex(stored['params']['alpha'])} \pm {fmt.latex(stored['diagnostics']['stderr']['alpha'], 3)}" in law
+    assert rf"\frac{{{fmt.latex(stored['params']['A'])}}}{{N^{{{fmt.latex(stored['params']['alpha'])}}}}}" in law
+    assert any(c.value == law.strip("$").strip() for c in at.code)
+    # residuals per run, worst first, and the Approach 1/2 overlay on the IsoFLOP plot
+    residuals = next(d.value for d in at.dataframe if "residual (log)" in d.value.columns)
+    assert len(residuals) == 30 and set(residuals["used"]) == {"yes"}
+    worst = residuals["residual (log)"].map(lambda v: abs(float(v)))
+    assert worst.tolist() == sorted(worst, reverse=True)
+    iso = chart(at, "fig_isoflop")["data"]
+    assert any(t.get("name", "").startswith("Approach 1") for t in iso)
+    assert sum(t.get("marker", {}).get("symbol") == "diamond" for t in iso) >= 3  # Approach 2's minima
     assert len(stored["diagnostics"]["bootstrap_samples"]) == 50 and stored["settings"]["n_starts"] == 32
 
     for key in ("fig_data_vs_fit", "fig_loss_vs_compute", "fig_isoflop", "fig_compute_optimal", "fig_residuals"):
         assert any(key in i for i in chart_ids(at)), key
     frontier = chart(at, "fig_loss_vs_compute")["data"]
     assert [t["name"] for t in frontier] == ["data", "95% bootstrap band", "efficient frontier L(N*(C), D*(C))"]
+    assert "1e20" in chart(at, "fig_loss_vs_compute")["layout"]["xaxis"]["ticktext"]  # FLOPs read 1e20, not 10^20
 
     at.button(key="backtest_button").click().run()
     assert not at.exception and not at.error
@@ -90,7 +123,7 @@ def test_approach3_fit_table_plots_backtest_export_compare(page_store):
 
     compare = at.dataframe[-1].value.set_index("quantity")
     assert list(compare.columns) == [f"#{fit_id} chinchilla · approach3 · loss"]
-    assert compare.loc["alpha"].iloc[0].startswith(f"{stored['params']['alpha']:.5g} ± ")
+    assert compare.loc["alpha"].iloc[0].startswith(f"{fmt.number(stored['params']['alpha'])} ± ")
 
 
 def test_approach2_shows_budgets_and_parabolas(page_store):
@@ -99,11 +132,13 @@ def test_approach2_shows_budgets_and_parabolas(page_store):
     at.button(key="fit_button").click().run()
     assert not at.exception and not at.error
     params = at.dataframe[0].value.set_index("name")
-    assert params.loc["a", "value"] == pytest.approx(0.5126, abs=0.02)  # β/(α+β) of the demo's law
-    profiles = at.dataframe[2].value
-    assert profiles["flops"].tolist() == [1e18, 3e18, 1e19, 3e19, 1e20] and profiles["used"].all()
-    stars = [t for t in chart(at, "fig_isoflop")["data"] if t.get("marker", {}).get("symbol") == "star"]
-    assert len(stars) == 5
+    assert float(params.loc["a", "value"]) == pytest.approx(0.5126, abs=0.02)  # β/(α+β) of the demo's law
+    profiles = next(d.value for d in at.dataframe if "n_opt" in d.value.columns)
+    assert profiles["flops"].tolist() == ["1.00e18", "3.00e18", "1.00e19", "3.00e19", "1.00e20"]
+    assert profiles["used"].all()
+    minima = [t for t in chart(at, "fig_isoflop")["data"] if t.get("marker", {}).get("symbol") == "diamond"]
+    assert len(minima) == 5
+    assert_one_format(at)
     assert "Back-test" not in [t.label for t in at.tabs]
 
 
@@ -150,3 +185,42 @@ def test_a_data_constrained_fit_is_listed_fitted_and_shown(page_store):
     lines = [t for t in chart(at, "fig_data_vs_fit")["data"] if t.get("mode") == "lines"]
     assert len(lines) == 5  # the fitted law at five token counts (U_D held at its median)
     assert "Back-test" in [t.label for t in at.tabs] and "IsoFLOP" not in [t.label for t in at.tabs]
+
+
+def test_interval_level_setting_excluding_points_and_refitting(page_store):
+    at = quick(open_page()).button(key="fit_button").click().run()
+    fit_id = int(list_fits(page_store)["id"].iloc[0])
+    stored = get_fit(page_store, fit_id)
+    assert at.selectbox(key="confidence_level").value == fmt.CONFIDENCE
+
+    # the sidebar's level changes every interval on the page (from the stored bootstrap samples)
+    at.selectbox(key="confidence_level").set_value(0.68).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("name")
+    assert "68% interval" in table.columns
+    lo68, hi68 = (float(v) for v in table.loc["alpha", "68% interval"].strip("[]").split(", "))
+    lo95, hi95 = stored["intervals"]["alpha"]
+    assert lo95 < lo68 < hi68 < hi95
+    assert "N* 68%" in at.dataframe[1].value.columns
+    assert [t["name"] for t in chart(at, "fig_loss_vs_compute")["data"]][1] == "68% bootstrap band"
+    assert at.query_params["cl"] == "68"
+
+    # points picked on the chart are marked (hollow) and a refit leaves them out, stored as a new fit
+    runs = sorted(r for r in stored["selection"]["runs"])[:2]
+    at.multiselect(key=f"fit_excluded_{fit_id}").set_value(runs).run()
+    hollow = [t for t in chart(at, "fig_data_vs_fit")["data"] if t.get("marker", {}).get("symbol") == "circle-open"]
+    assert len(hollow) == 1 and len(hollow[0]["x"]) == 2
+    refit = at.button(key="refit_without_button")
+    assert refit.label == "Refit without 2 points"
+    refit.click().run()
+    assert not at.exception and not at.error
+    fits = list_fits(page_store)
+    assert len(fits) == 2
+    new_id = int(fits["id"].max())
+    new = get_fit(page_store, new_id)
+    assert sorted(new["selection"]["excluded"]) == runs and len(new["selection"]["runs"]) == 28
+    assert new["settings"]["seed"] == stored["settings"]["seed"]
+    assert new["settings"]["n_bootstrap"] == stored["settings"]["n_bootstrap"]
+    assert at.selectbox(key="shown_fit").value == new_id
+    assert at.success[0].value.startswith(f"Stored fit #{new_id}: the same law, settings and seed on 28 points")
+    assert at.button(key="refit_without_button").label == "Refit without 0 points"
