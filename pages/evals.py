@@ -11,7 +11,9 @@ from services.evals import (
     pca_matrix, save_eval_fit, scaling_points, split_label,
 )
 from importers.evals import is_accuracy_like
-from pages.common import get_store, literal, progress_bar, user_errors
+from core import format as fmt
+from pages import theme
+from pages.common import cached, confidence_level, get_store, literal, progress_bar, user_errors
 from services import runs as runs_service
 
 LAWS = {"none": "no fit", "sigmoid": "sigmoid with floor and ceiling (Ruan et al. 2024)",
@@ -30,9 +32,10 @@ def cached_efficiency(capability: pd.Series, flops: pd.Series, family: pd.Series
 
 store = get_store()
 st.title("Evals")
+cl = confidence_level()  # the sidebar's interval level (pages.common): bands and parameter intervals
 
 # ------------------------------------------------------------------ import
-evals = load_evals(store)
+evals = cached(load_evals)  # by store version: a widget change does not re-read the store
 with st.expander("Import eval results", expanded=evals.empty):
     files = st.file_uploader(
         "lm-evaluation-harness results .json (several, or a .zip of a results folder), or an eval CSV/TSV: "
@@ -53,11 +56,12 @@ with st.expander("Import eval results", expanded=evals.empty):
                        + (f", {result['rows_replaced']} earlier score(s) replaced." if result["rows_replaced"] else "."))
             for warning in result["warnings"][:10]:
                 st.warning(literal(warning))
-            evals = load_evals(store)
+            evals = cached(load_evals)
 
 if evals.empty:
     st.info("No eval results yet: import a harness results file or an eval table above.")
     st.stop()
+
 
 # ------------------------------------------------------------------ table
 st.subheader("Eval results")
@@ -68,16 +72,12 @@ runs = c3.multiselect("Run", list(pd.unique(evals["run"])), key="evals_filter_ru
 shown = filter_evals(evals, tasks=tasks, families=families, runs=runs)
 st.caption(f"{len(shown)} of {len(evals)} eval results · {shown['run'].nunique()} runs · "
            f"{shown['task'].nunique()} tasks. The plots and the PCA below use the rows these filters keep.")
+EVAL_KINDS = {"step": "integer", "value": "loss", "stderr": "loss", "n_params": "count", "tokens": "count",
+              "flops": "flops", "loss": "loss"}  # four decimals for scores (core/format.py)
 st.dataframe(
-    shown[["run", "family", "step", "task", "metric", "value", "stderr", "n_params", "tokens", "flops", "loss",
-           "source_file"]],
-    key="evals_table", hide_index=True, width="stretch",
-    column_config={"value": st.column_config.NumberColumn(format="%.4f"),
-                   "stderr": st.column_config.NumberColumn(format="%.4f"),
-                   "loss": st.column_config.NumberColumn(format="%.4f"),
-                   "n_params": st.column_config.NumberColumn(format="compact"),
-                   "tokens": st.column_config.NumberColumn(format="compact"),
-                   "flops": st.column_config.NumberColumn(format="scientific")})
+    fmt.table(shown[["run", "family", "step", "task", "metric", "value", "stderr", "n_params", "tokens", "flops",
+                     "loss", "source_file"]], EVAL_KINDS),
+    key="evals_table", hide_index=True, width="stretch")
 if shown.empty:
     st.stop()
 
@@ -92,7 +92,7 @@ group_by = c3.radio("One line per", ["family", "run"], horizontal=True, key="eva
 checkpoints = c4.radio("Checkpoints", ["last", "all"], horizontal=True, key="evals_checkpoints",
                        format_func={"last": "each run's last", "all": "every one"}.get)
 if x == "loss":
-    loss_names = runs_service.metric_names(store)
+    loss_names = cached(runs_service.metric_names)
     loss_metric = st.selectbox("Loss metric (read at each eval's step)", loss_names or ["loss"],
                                index=loss_names.index("loss") if "loss" in loss_names else 0, key="evals_loss_metric")
     if loss_metric != "loss":
@@ -129,7 +129,8 @@ if len(points):
                                 max_value=1.0, step=0.05, key="evals_floor",
                                 help="e.g. 0.25 for 4-way multiple choice; empty: fitted")
     n_bootstrap = c2.number_input("Bootstrap resamples", 0, 2000, 200, 50, key="evals_bootstrap",
-                                  help="resample the points with replacement; refit each: the 95% intervals")
+                                  help="resample the points with replacement; refit each: the intervals at the "
+                                       "sidebar's level")
     # The fit lives in session state, tied to everything it was made from.
     fit_key = (task, metric, x, checkpoints, group_by, fit_scope, law, floor, int(n_bootstrap),
                tuple(tasks), tuple(families), tuple(runs), len(scope_points))
@@ -147,57 +148,66 @@ if len(points):
     default_at = x_min * 0.9 if x == "loss" else x_max * 10
     forecast_at = None
     if fit is not None:
-        forecast_at = st.number_input(f"Forecast {literal(task)} {literal(metric)} at {X_AXES[x]}", value=float(f"{default_at:.3g}"),
+        forecast_at = st.number_input(f"Forecast {literal(task)} {literal(metric)} at {X_AXES[x]}",
+                                      value=float(f"{default_at:.3g}"),
                                       min_value=0.0, format="%.4g", key=f"evals_forecast_{x}")
 
     fig = go.Figure()
-    hover = "%{customdata[0]} step %{customdata[1]}<br>x=%{x:.3g}<br>%{y:.4g}<extra></extra>"
-    for name, part in points.groupby("group", sort=False):
+    x_kind = {"flops": "flops", "loss": "loss"}.get(x, "count")
+    hover = "%{customdata[0]} step %{customdata[1]}<br>" + X_AXES[x] + " %{customdata[2]}<br>%{customdata[3]}" \
+            "<extra></extra>"
+    for i, (name, part) in enumerate(points.groupby("group", sort=False)):
         err = part["stderr"].to_numpy() if part["stderr"].notna().any() else None
+        style = theme.family_style(i)  # 12 colours × 4 symbols: ~30 families stay distinct
         fig.add_trace(go.Scatter(
-            x=part["x"].to_numpy(), y=part["value"].to_numpy(), mode="lines+markers", name=str(name),
+            x=part["x"].to_numpy(), y=part["value"].to_numpy(), mode="lines+markers", name=theme.name(name),
+            line=dict(color=style["color"], dash=style["dash"]), marker=dict(symbol=style["symbol"], size=8),
             error_y=dict(type="data", array=err, visible=True, thickness=1) if err is not None else None,
-            customdata=np.stack([part["run"], part["step"].fillna(-1)], axis=1), hovertemplate=hover))
+            customdata=[[theme.name(r), fmt.integer(s), fmt.value(v, x_kind), fmt.loss(y)] for r, s, v, y in
+                        zip(part["run"], part["step"], part["x"], part["value"])], hovertemplate=hover))
     if fit is not None:
         hi = max(x_max, forecast_at or 0.0)
         lo = min(x_min, forecast_at) if forecast_at else x_min
         grid = np.geomspace(lo, hi, 200) if lo > 0 else np.linspace(lo, hi, 200)
         with user_errors():
-            band = fit.predict_interval(grid)
+            band = fit.predict_interval(grid, cl)
             fig.add_trace(go.Scatter(x=list(grid) + list(grid[::-1]), y=list(band.upper) + list(band.lower[::-1]),
                                      fill="toself", line=dict(width=0), opacity=0.25, hoverinfo="skip",
-                                     name=f"{band.confidence:.0%} band (bootstrap)"))
-            fig.add_trace(go.Scatter(x=grid, y=band.value, mode="lines", line=dict(color="black", dash="dash"),
+                                     fillcolor=theme.NEUTRAL, name=f"{fmt.level(band.confidence)} band (bootstrap)"))
+            fig.add_trace(go.Scatter(x=grid, y=band.value, mode="lines", line=dict(color=theme.NEUTRAL, dash="dash"),
                                      name=f"{law.replace('_', ' ')} fit"))
             if forecast_at and forecast_at > 0:
-                one = fit.predict_interval([forecast_at])
+                one = fit.predict_interval([forecast_at], cl)
                 fig.add_trace(go.Scatter(
-                    x=[forecast_at], y=one.value, mode="markers", marker=dict(symbol="star", size=14, color="crimson"),
+                    x=[forecast_at], y=one.value, mode="markers",
+                    marker=dict(symbol="star", size=14, color=theme.ACCENT),
                     error_y=dict(type="data", symmetric=False, array=one.upper - one.value,
                                  arrayminus=one.value - one.lower), name="forecast"))
     fig.update_layout(xaxis_title=X_AXES[x], yaxis_title=f"{task} {metric}", height=480, margin=dict(t=30),
                       xaxis_type="log" if log_x else "linear", yaxis_type="log" if log_y else "linear",
                       legend=dict(font=dict(size=10)))
+    if log_x and x != "loss":
+        fig.update_xaxes(**fmt.log_axis(x_kind, points["x"]))
     st.plotly_chart(fig, width="stretch", key="evals_scaling_chart")
     st.caption(f"{len(points)} points from {points['run'].nunique()} run(s), {len(groups)} line(s).")
 
     if fit is not None:
         if forecast_at and forecast_at > 0:
             with user_errors():
-                one = fit.predict_interval([forecast_at])
+                one = fit.predict_interval([forecast_at], cl)
+                at_x = fmt.value(forecast_at, x_kind)
                 c1, c2 = st.columns([1, 3])
-                c1.metric(f"{literal(task)} {literal(metric)} at {forecast_at:.3g}", f"{one.value[0]:.4g}")
-                c2.markdown(f"**Forecast:** {one.value[0]:.4g} at {X_AXES[x]} = {forecast_at:.3g}; "
-                            f"{one.confidence:.0%} interval {one.lower[0]:.4g} – {one.upper[0]:.4g} "
+                c1.metric(f"{literal(task)} {literal(metric)} at {at_x}", fmt.loss(one.value[0]))
+                c2.markdown(f"**Forecast:** {fmt.loss(one.value[0])} at {X_AXES[x]} = {at_x}; "
+                            f"{fmt.level(one.confidence)} interval {fmt.interval(one.lower[0], one.upper[0], 'loss')} "
                             f"(bootstrap band of the fitted curve, "
                             f"{fit.diagnostics.get('n_bootstrap_ok', 0)} resamples).")
-        st.dataframe(pd.DataFrame([{"parameter": k, "value": v, "lower": fit.intervals[k][0],
-                                    "upper": fit.intervals[k][1], "stderr": fit.stderr.get(k)}
+        intervals = fit.intervals_at(cl)
+        st.dataframe(pd.DataFrame([{"parameter": k, "value": fmt.number(v), "± s.e.": fmt.number(fit.stderr.get(k), 3),
+                                    f"{fmt.level(cl)} interval": fmt.interval(*intervals.get(k, (None, None)))}
                                    for k, v in fit.params.items()]),
-                     hide_index=True, key="evals_fit_params",
-                     column_config={c: st.column_config.NumberColumn(c, format="%.4g")
-                                    for c in ("value", "lower", "upper", "stderr")})
-        st.caption(f"{fit.n_points} points · RMSE {fit.rmse:.4g} · R² {fit.r2:.3f} · x seen as "
+                     hide_index=True, key="evals_fit_params")
+        st.caption(f"{fit.n_points} points · RMSE {fmt.number(fit.rmse)} · R² {fit.r2:.3f} · x seen as "
                    f"{'log10(x)' if fit.x_transform == 'log10' else 'x'} · "
                    f"intervals by {fit.diagnostics.get('stderr_method')}")
         c1, c2 = st.columns([3, 1])
@@ -232,33 +242,36 @@ with user_errors():
         notes.append("left out (only sparse models have them): " + literal(", ".join(sparse_tasks[:5])))
     st.caption(" · ".join(notes))
     ratio = np.asarray(pca.explained_variance_ratio)
-    st.markdown(f"**PC1 explains {ratio[0]:.1%} of the variance**"
-                + (f"; the first three {ratio[:3].sum():.1%}." if len(ratio) >= 3 else "."))
+    st.markdown(f"**PC1 explains {fmt.percent(ratio[0])} of the variance**"
+                + (f"; the first three {fmt.percent(ratio[:3].sum())}." if len(ratio) >= 3 else "."))
     sizes = model_table(shown).reindex(pca.models)
     family = sizes["family"].where(sizes["family"].notna(), "(no family)").astype(str)
 
     c1, c2 = st.columns(2)
     pcs = [f"PC{i + 1}" for i in range(len(ratio))]
-    scree = go.Figure([go.Bar(x=pcs, y=ratio, name="explained"),
-                       go.Scatter(x=pcs, y=np.cumsum(ratio), mode="lines+markers", name="cumulative")])
+    scree = go.Figure([go.Bar(x=pcs, y=ratio, name="explained", marker_color=theme.SECOND),
+                       go.Scatter(x=pcs, y=np.cumsum(ratio), mode="lines+markers", name="cumulative",
+                                  line=dict(color=theme.THIRD))])
     scree.update_layout(title="Scree plot", yaxis_title="fraction of variance", yaxis_range=[0, 1.02],
                         height=380, margin=dict(t=40))
     c1.plotly_chart(scree, width="stretch", key="evals_scree")
     k = min(3, len(pcs))
     loadings = pca.loadings.iloc[:, :k]
-    heat = go.Figure(go.Heatmap(z=loadings.to_numpy(), x=list(loadings.columns), y=list(map(str, loadings.index)),
-                                colorscale="RdBu", zmid=0, text=np.round(loadings.to_numpy(), 2),
-                                texttemplate="%{text}"))
+    heat = go.Figure(go.Heatmap(z=loadings.to_numpy(), x=list(loadings.columns), y=theme.names(loadings.index),
+                                colorscale=theme.DIVERGING, zmid=0, text=np.round(loadings.to_numpy(), 2),
+                                texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{z:.4f}<extra></extra>"))
     heat.update_layout(title="Loadings", height=380, margin=dict(t=40))
     c2.plotly_chart(heat, width="stretch", key="evals_loadings")
 
     models = pca.scores.assign(model=list(map(str, pca.scores.index)), family=family.to_numpy(),
                                flops=pd.to_numeric(sizes["flops"], errors="coerce").to_numpy())
     if "PC2" in models.columns:
-        space = go.Figure([go.Scatter(x=part["PC1"].to_numpy(), y=part["PC2"].to_numpy(), mode="markers", name=name,
-                                      text=part["model"].tolist(),
-                                      hovertemplate="%{text}<br>PC1 %{x:.3f}<br>PC2 %{y:.3f}<extra></extra>")
-                           for name, part in models.groupby("family", sort=True)])
+        space = go.Figure([go.Scatter(x=part["PC1"].to_numpy(), y=part["PC2"].to_numpy(), mode="markers",
+                                      name=theme.name(name), text=theme.names(part["model"]),
+                                      marker=dict(color=theme.family_style(i)["color"], size=9,
+                                                  symbol=theme.family_style(i)["symbol"]),
+                                      hovertemplate="%{text}<br>PC1 %{x:.4f}<br>PC2 %{y:.4f}<extra></extra>")
+                           for i, (name, part) in enumerate(models.groupby("family", sort=True))])
         space.update_layout(title="Models in PC1–PC2 space", xaxis_title="PC1 (capability)", yaxis_title="PC2",
                             height=480, margin=dict(t=40), legend=dict(font=dict(size=10)))
         st.plotly_chart(space, width="stretch", key="evals_pc_space")
@@ -268,13 +281,19 @@ with user_errors():
         eff = cached_efficiency(pca.capability, sizes["flops"], sizes["family"])
         lines = with_flops[with_flops["family"].isin(set(eff.table["family"]))].sort_values("flops")
         trend = go.Figure([go.Scatter(x=part["flops"].to_numpy(), y=part["PC1"].to_numpy(), mode="lines+markers",
-                                      name=name, text=part["model"].tolist(),
-                                      hovertemplate="%{text}<br>%{x:.3g} FLOPs<br>%{y:.3f}<extra></extra>")
-                           for name, part in lines.groupby("family", sort=True)])
-        trend.update_layout(title="Capability vs compute, one line per family", xaxis_type="log",
+                                      name=theme.name(name), line=dict(color=theme.family_style(i)["color"],
+                                                                       dash=theme.family_style(i)["dash"]),
+                                      marker=dict(symbol=theme.family_style(i)["symbol"], size=8),
+                                      customdata=[[theme.name(m), fmt.flops(c)] for m, c in
+                                                  zip(part["model"], part["flops"])],
+                                      hovertemplate="%{customdata[0]}<br>%{customdata[1]} FLOPs<br>%{y:.4f}"
+                                                    "<extra></extra>")
+                           for i, (name, part) in enumerate(lines.groupby("family", sort=True))])
+        trend.update_layout(title="Capability vs compute, one line per family",
                             xaxis_title="training compute (FLOPs)", yaxis_title="capability (PC1)", height=480,
                             margin=dict(t=40), legend=dict(font=dict(size=10)))
+        trend.update_xaxes(**fmt.log_axis("flops", lines["flops"]))
         st.plotly_chart(trend, width="stretch", key="evals_capability_flops")
-        st.caption(f"Families compared at {eff.reference_flops:.0e} FLOPs (higher = more compute-efficient); "
+        st.caption(f"Families compared at {fmt.flops(eff.reference_flops)} FLOPs (higher = more compute-efficient); "
                    f"{len(eff.models_without_flops)} model(s) without FLOPs are not drawn.")
-        st.dataframe(eff.table, hide_index=True, key="evals_family_efficiency")
+        st.dataframe(fmt.table(eff.table), hide_index=True, key="evals_family_efficiency")

@@ -36,7 +36,9 @@ from core.presets import list_presets
 from core.reference_models import reference_models
 from services.fits import get_fit, list_fits
 from services.probes import list_probes
-from pages.common import get_store, literal, user_errors
+from core import format as fmt
+from pages import theme
+from pages.common import cached, confidence_level, get_store, literal, user_errors
 
 # Renard R10 preferred numbers (ISO 3): ten steps per decade, each ≈ 0.1 decade, with short
 # mantissas, so the slider is log-scaled and every budget it shows is the exact budget planned.
@@ -68,16 +70,12 @@ CURVE_DECADES = 1.5  # the curve spans N*·10^±1.5: the minimum and both walls 
 
 # ------------------------------------------------------------------------------------ formatting
 def sci(x: float) -> str:
-    """1.25e+23 → '1.25e23' (three significant digits): budgets and token counts on sliders."""
+    """1.25e+23 → '1.25e23' (three significant digits, no trailing zeros): the link's numbers and the
+    slider labels of round budgets (1e21, 3.15e25)."""
     return f"{x:.3g}".replace("e+", "e")
 
 
-def human(x: float) -> str:
-    """40310496396 → '40.31B': four significant digits with a K/M/B/T suffix (parseable back)."""
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= scale:
-            return f"{x / scale:.4g}{suffix}"
-    return f"{x:.4g}"
+human = fmt.count  # 40310496396 → '40.3B': the app's one format for N, D and counts (core/format.py)
 
 
 def tokens_label(x: float) -> str:
@@ -160,9 +158,10 @@ def _write_url(state: dict) -> None:
 
 # ------------------------------------------------------------------------------------ plots
 def _log_axis(title: str, span: tuple[float, float]) -> dict:
+    """A log10-valued axis labelled as counts: 10M, 100M, 1B (core.format's tick labels)."""
     ticks = list(range(math.ceil(span[0]), math.floor(span[1]) + 1))
-    return dict(title=title, range=list(span), tickvals=ticks, ticktext=[f"1e{t}" for t in ticks],
-                zeroline=False)
+    _, text = fmt.log_ticks("count", lo_exp=ticks[0], hi_exp=ticks[-1]) if ticks else ([], [])
+    return dict(title=title, range=list(span), tickvals=ticks, ticktext=text, zeroline=False)
 
 
 def _scatter(**trace) -> dict:
@@ -181,13 +180,14 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None, extra=No
         loss = loss_function(law, **(extra or {}))(10.0 ** log_n[None, :], 10.0 ** log_d[:, None])  # (D, N)
     levels = best.loss + 0.1 * np.arange(-6, 13)  # the contour through the chosen point is always drawn
     data = [{
-        "type": "contour", "x": log_n, "y": log_d, "z": np.round(loss, 4), "colorscale": "Viridis",
+        "type": "contour", "x": log_n, "y": log_d, "z": np.round(loss, 4), "colorscale": theme.SEQUENTIAL,
         "reversescale": True, "name": "iso-loss", "line": {"width": 1},
         # Level labels on the lines would double the browser's drawing time per slider move: the
         # colour bar and the hover carry the values instead.
         "showscale": True, "colorbar": {"title": {"text": "loss", "side": "right"}, "thickness": 10, "len": 0.6},
         "contours": {"coloring": "lines", "start": levels[0], "end": levels[-1], "size": 0.1},
-        "hovertemplate": "N 10^%{x:.2f}<br>D 10^%{y:.2f}<br>loss %{z:.3f}<extra></extra>"}]
+        "customdata": [[[human(10.0 ** x), human(10.0 ** y)] for x in log_n] for y in log_d],
+        "hovertemplate": "N %{customdata[0]}<br>D %{customdata[1]}<br>loss %{z:.4f}<extra></extra>"}]
     # Iso-FLOP lines, one per decade: log D = log(C/6) − log N, straight lines of slope −1.
     xs, ys, label_x, label_y, labels = [], [], [], [], []
     for k in range(18, 28):
@@ -205,10 +205,10 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None, extra=No
                          textfont={"size": 9, "color": "#999999"}, hoverinfo="skip"))
     off = math.log10(flops / FLOPS_PER_PARAM_TOKEN)
     data.append(_scatter(x=list(LOG_N_RANGE), y=[off - LOG_N_RANGE[0], off - LOG_N_RANGE[1]], mode="lines",
-                         line={"color": "crimson", "width": 2}, name=f"this budget, {sci(flops)} FLOPs",
+                         line={"color": theme.ACCENT, "width": 2}, name=f"this budget, {fmt.flops(flops)} FLOPs",
                          hoverinfo="skip"))
     data.append(_scatter(x=np.log10(frontier[0]), y=np.log10(frontier[1]), mode="lines",
-                         line={"color": "black", "width": 2}, name="compute-optimal frontier",
+                         line={"color": theme.SECOND, "width": 2}, name="compute-optimal frontier",
                          customdata=[[human(n), human(d)] for n, d in zip(*frontier)],
                          hovertemplate="N* %{customdata[0]}<br>D* %{customdata[1]}<extra></extra>"))
     refs = reference_models()
@@ -217,23 +217,23 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None, extra=No
         mode="markers+text", text=[m.name if m.name in LABELLED_MODELS else "" for m in refs],
         hovertext=[m.name for m in refs],
         textposition=["bottom right" if m.name == "Gopher 280B" else "top right" for m in refs],  # GPT-3: same D
-        textfont={"size": 9, "color": "#555555"}, marker={"size": 7, "color": "#777777", "symbol": "circle-open"},
-        name="published models", customdata=[[human(m.active_params), human(m.tokens), f"{m.tokens_per_param:.1f}",
-                                              sci(m.flops), m.source] for m in refs],
+        textfont={"size": 9, "color": theme.NEUTRAL}, marker={"size": 7, "color": theme.NEUTRAL, "symbol": "circle-open"},
+        name="published models", customdata=[[human(m.active_params), human(m.tokens), fmt.ratio(m.tokens_per_param),
+                                              fmt.flops(m.flops), m.source] for m in refs],
         hovertemplate="%{hovertext}<br>N %{customdata[0]} (active), D %{customdata[1]}, D/N %{customdata[2]}"
                       "<br>≈ %{customdata[3]} FLOPs<br>%{customdata[4]}<extra></extra>"))
     data.append(_scatter(x=[math.log10(best.n_params)], y=[math.log10(best.tokens)], mode="markers",
-                         marker={"size": 16, "color": "crimson", "symbol": "star"}, name="compute-optimal plan",
+                         marker={"size": 16, "color": theme.ACCENT, "symbol": "star"}, name="compute-optimal plan",
                          hovertemplate=f"N* {human(best.n_params)}<br>D* {human(best.tokens)}<br>"
-                                       f"loss {best.loss:.4f}<extra></extra>"))
+                                       f"loss {fmt.loss(best.loss)}<extra></extra>"))
     if aware is not None and aware.inference_tokens > 0:
         data.append(_scatter(x=[math.log10(aware.n_params)], y=[math.log10(aware.tokens)], mode="markers",
-                             marker={"size": 12, "color": "darkorange", "symbol": "diamond"},
+                             marker={"size": 12, "color": theme.THIRD, "symbol": "diamond"},
                              name="inference-aware plan",
                              hovertemplate=f"N {human(aware.n_params)}<br>D {human(aware.tokens)}<extra></extra>"))
     if moe is not None:
         data.append(_scatter(x=[math.log10(moe.n_active_params)], y=[math.log10(moe.tokens)], mode="markers",
-                             marker={"size": 12, "color": "royalblue", "symbol": "square"},
+                             marker={"size": 12, "color": theme.SECOND, "symbol": "square"},
                              name=f"MoE, {moe.n_experts:g} experts (active N)",
                              hovertemplate=f"N active {human(moe.n_active_params)}<br>D {human(moe.tokens)}"
                                            "<extra></extra>"))
@@ -253,20 +253,20 @@ def iso_flop_figure(law, flops, best, extra=None) -> dict:
     if best.intervals:
         lo, hi = (math.log10(v) for v in best.intervals["n_params"])
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": lo, "x1": hi, "y0": 0, "y1": 1,
-                       "fillcolor": "crimson", "opacity": 0.12, "line": {"width": 0}})
+                       "fillcolor": theme.ACCENT, "opacity": 0.12, "line": {"width": 0}})
         annotations.append({"xref": "x", "yref": "paper", "x": lo, "y": 1, "xanchor": "left", "showarrow": False,
-                            "text": f"{best.interval_level:.0%} band of N*"})
-    data = [_scatter(x=np.log10(n), y=loss, mode="lines", line={"color": "crimson"}, name="loss",
+                            "text": f"{fmt.level(best.interval_level)} band of N*"})
+    data = [_scatter(x=np.log10(n), y=loss, mode="lines", line={"color": theme.ACCENT}, name="loss",
                      customdata=[[human(a), human(b)] for a, b in zip(n, tokens)],
                      hovertemplate="N %{customdata[0]}, D %{customdata[1]}<br>loss %{y:.4f}<extra></extra>"),
             _scatter(x=[math.log10(best.n_params)], y=[best.loss], mode="markers",
-                     marker={"size": 14, "color": "crimson", "symbol": "star"}, name="N*",
-                     hovertemplate=f"N* {human(best.n_params)}<br>loss {best.loss:.4f}<extra></extra>")]
+                     marker={"size": 14, "color": theme.ACCENT, "symbol": "star"}, name="N*",
+                     hovertemplate=f"N* {human(best.n_params)}<br>loss {fmt.loss(best.loss)}<extra></extra>")]
     span = (math.log10(n[0]), math.log10(n[-1]))
     layout = {"height": 640, "margin": {"t": 30, "l": 10, "r": 10, "b": 10}, "showlegend": False,
               "xaxis": _log_axis("parameters N (tokens D = C / 6N)", span),
               "yaxis": {"title": "predicted loss (nats/token)"}, "shapes": shapes, "annotations": annotations,
-              "title": {"text": f"Loss along the {sci(flops)}-FLOP line", "font": {"size": 14}}}
+              "title": {"text": f"Loss along the {fmt.flops(flops)}-FLOP line", "font": {"size": 14}}}
     return {"data": data, "layout": layout}
 
 
@@ -442,14 +442,15 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
                                               price_per_hour=hardware["price"] or None)
             flops = budget.flops
         extra = plan_inputs(choice)
-        best = plan_for(flops, choice, **extra)
+        best = plan_for(flops, choice, confidence_level(), **extra)
     if best is None:
         return
 
     if budget is not None:
         hours, cost = budget.accelerator_hours, budget.cost
         st.caption(f"{budget.count:g} × {budget.accelerator} ({budget.dtype}, {budget.peak_tflops:g} TFLOP/s dense) "
-                   f"× {budget.days:g} days × MFU {budget.mfu:.0%} = {sci(budget.flops)} FLOPs. Peak: {budget.source}.")
+                   f"× {budget.days:g} days × MFU {fmt.percent(budget.mfu, 0)} = {fmt.flops(budget.flops)} FLOPs. "
+                   f"Peak: {budget.source}.")
     else:
         hours, cost = None, None
         with user_errors():
@@ -458,30 +459,30 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
 
     bands = best.intervals or {}
 
-    def band(key, fmt):
+    def band(key, kind):
         if key not in bands:
             return None
         lo, hi = bands[key]
-        return f"{best.interval_level:.0%} band: {fmt(lo)} – {fmt(hi)}"
+        return f"{fmt.level(best.interval_level)} band: {fmt.interval(lo, hi, kind)}"
 
     st.subheader("Compute-optimal plan")
     cols = st.columns(6)
-    metric(cols[0], "planner_n_params", "N* (parameters)", human(best.n_params), band("n_params", human))
-    metric(cols[1], "planner_tokens", "D* (tokens)", human(best.tokens), band("tokens", human))
-    metric(cols[2], "planner_tokens_per_param", "Tokens / parameter", f"{best.tokens_per_param:.4g}",
-           band("tokens_per_param", lambda x: f"{x:.3g}"))
-    metric(cols[3], "planner_loss", "Loss (nats/token)", f"{best.loss:.4f}",
-           band("loss", lambda x: f"{x:.4f}"))
-    metric(cols[4], "planner_flops", "FLOPs (6·N*·D*)", sci(best.flops))
+    metric(cols[0], "planner_n_params", "N* (parameters)", human(best.n_params), band("n_params", "count"))
+    metric(cols[1], "planner_tokens", "D* (tokens)", human(best.tokens), band("tokens", "count"))
+    metric(cols[2], "planner_tokens_per_param", "Tokens / parameter", fmt.ratio(best.tokens_per_param),
+           band("tokens_per_param", "ratio"))
+    metric(cols[3], "planner_loss", "Loss (nats/token)", fmt.loss(best.loss), band("loss", "loss"))
+    metric(cols[4], "planner_flops", "FLOPs (6·N*·D*)", fmt.flops(best.flops))
     if cost is not None:
         metric(cols[5], "planner_cost", "Cost", human(cost), help=f"{hours:,.0f} accelerator-hours × "
                f"{hardware['price']:g} per hour")
     elif hours is not None:
         metric(cols[5], "planner_hours", "Accelerator-hours", human(hours),
-               help=f"at MFU {hardware['mfu']:.0%}; set a price per accelerator-hour (Hardware and cost) for cost")
+               help=f"at MFU {fmt.percent(hardware['mfu'], 0)}; set a price per accelerator-hour (Hardware and cost) for cost")
     how = "closed form (Hoffmann et al. 2022 eq. 4)" if best.method == "closed_form" else \
         "numerical minimisation along the iso-FLOP line"
-    st.caption(f"{how}. " + (f"Bands: {best.interval_level:.0%} of {best.interval_samples} bootstrap fits."
+    st.caption(f"{how}. " + (f"Bands: {fmt.level(best.interval_level)} of {best.interval_samples} bootstrap fits "
+                             "(the sidebar's interval level)."
                              if best.intervals else "No bootstrap samples for this law: no bands."))
 
     moe = None
@@ -563,14 +564,14 @@ def inference_section(choice, best, inference_tokens):
     metric(cols[0], "planner_aware_n_params", "Model size", human(aware.n_params))
     metric(cols[1], "planner_aware_tokens", "Training tokens", human(aware.tokens),
            help=f"{aware.tokens_per_param:.3g} tokens per parameter")
-    metric(cols[2], "planner_aware_total_flops", "Total FLOPs (train + infer)", sci(aware.total_flops),
-           help=f"training {sci(aware.training_flops)} + inference {sci(aware.inference_flops)}")
+    metric(cols[2], "planner_aware_total_flops", "Total FLOPs (train + infer)", fmt.flops(aware.total_flops),
+           help=f"training {fmt.flops(aware.training_flops)} + inference {fmt.flops(aware.inference_flops)}")
     metric(cols[3], "planner_aware_saving", "Saving vs Chinchilla-optimal", f"{aware.flops_saving:.1%}",
            help="1 − total FLOPs / total FLOPs of the Chinchilla-optimal model of the same loss")
     metric(cols[4], "planner_aware_loss", "Loss reached", f"{aware.loss:.4f}")
     st.caption(f"Chinchilla-optimal model of the same loss: {human(aware.chinchilla.n_params)} parameters on "
-               f"{human(aware.chinchilla.tokens)} tokens, {sci(aware.chinchilla_total_flops)} FLOPs "
-               + (f"with {sci(aware.inference_tokens)} inference tokens." if aware.inference_tokens else
+               f"{human(aware.chinchilla.tokens)} tokens, {fmt.flops(aware.chinchilla_total_flops)} FLOPs "
+               + (f"with {human(aware.inference_tokens)} inference tokens." if aware.inference_tokens else
                   "(no inference demand: the two plans coincide).") + " Cost model: 6·N·D_train + 2·N·D_inference.")
     return aware
 
@@ -661,8 +662,9 @@ def inference_compute_section():
         cols = st.columns(4)
         metric(cols[0], "planner_ic_n_params", "Best model size", human(best.n_params))
         metric(cols[1], "planner_ic_samples", "Samples per problem", f"{best.samples:,}")
-        metric(cols[2], "planner_ic_accuracy", "Accuracy", f"{best.accuracy:.1%}")
-        metric(cols[3], "planner_ic_largest", "Largest model affordable", f"{human(big.n_params)}: {big.accuracy:.1%}",
+        metric(cols[2], "planner_ic_accuracy", "Accuracy", fmt.percent(best.accuracy))
+        metric(cols[3], "planner_ic_largest", "Largest model affordable",
+               f"{human(big.n_params)}: {fmt.percent(big.accuracy)}",
                help=f"{big.samples} sample(s) of the largest candidate the budget runs")
         st.caption(f"{result.flops_rule}; best-of-n: 1 − (1 − p)^k (Brown et al. 2024); majority: the binomial "
                    "formula against one competing answer (saturates at the share of problems with p > ½, "
@@ -674,11 +676,13 @@ def inference_compute_section():
                                            hovertemplate="N %{customdata[0]} × %{customdata[1]} samples<br>"
                                                          "accuracy %{y:.3f}<extra></extra>"),
                                   _scatter(x=[math.log10(best.n_params)], y=[best.accuracy], mode="markers",
-                                           marker={"size": 14, "color": "crimson", "symbol": "star"}, name="best")],
+                                           marker={"size": 14, "color": theme.ACCENT, "symbol": "star"}, name="best")],
                          "layout": {"height": 300, "margin": {"t": 30, "l": 10, "r": 10, "b": 10}, "showlegend": False,
-                                    "xaxis": {"title": "log10 model size N (samples k = budget / 2NT)"},
+                                    "xaxis": _log_axis("model size N (samples k = budget / 2NT)",
+                                                       (math.log10(result.table[0].n_params) - 0.1,
+                                                        math.log10(result.table[-1].n_params) + 0.1)),
                                     "yaxis": {"title": "accuracy"},
-                                    "title": {"text": f"Accuracy at {sci(budget)} FLOPs per problem",
+                                    "title": {"text": f"Accuracy at {fmt.flops(budget)} FLOPs per problem",
                                               "font": {"size": 13}}}},
                         key="planner_ic_chart", width="stretch")
 
@@ -718,9 +722,9 @@ def dcpt_section(fits) -> None:
         data = [_scatter(x=curves["domain_ratio"], y=curves[k], mode="lines", name=label)
                 for k, label in (("domain_loss", "domain loss L_d"), ("general_loss", "general loss L_g"))]
         data.append(_scatter(x=[mix.domain_ratio], y=[mix.domain_loss], mode="markers", name="r_d*",
-                             marker={"size": 14, "color": "crimson", "symbol": "star"}))
+                             marker={"size": 14, "color": theme.ACCENT, "symbol": "star"}))
         shapes = [] if not limited else [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": limit, "y1": limit,
-                                          "line": {"dash": "dot", "color": "grey"}}]
+                                          "line": {"dash": "dot", "color": theme.NEUTRAL}}]
         st.plotly_chart({"data": data, "layout": {"height": 320, "margin": {"t": 30, "l": 10, "r": 10, "b": 10},
                                                   "xaxis": {"title": "domain ratio r_d"}, "shapes": shapes,
                                                   "yaxis": {"title": "held-out loss (nats/token)"},
@@ -736,11 +740,12 @@ st.title("Planner")
 st.caption("Drag the budget; read off the compute-optimal model size N* and token count D*. "
            "The address bar always holds a link to this plan.")
 store = get_store()
-planner(list_fits(store), list_probes(store))
-dcpt_section(list_fits(store))
+fits_ = cached(list_fits)  # by store version (pages.common): a widget change re-reads nothing
+planner(fits_, cached(list_probes))
+dcpt_section(fits_)
 # Outside the fragment: it does not change with the sliders, so a move does not resend it.
 with st.expander("Reference models on the plot (sizes and tokens as published)"):
     st.dataframe([{"model": m.name, "parameters": human(m.n_params), "active": human(m.active_params),
-                   "tokens": human(m.tokens), "tokens/param": round(m.tokens_per_param, 1),
-                   "≈ FLOPs (6·N_active·D)": sci(m.flops), "source": m.source} for m in reference_models()],
+                   "tokens": human(m.tokens), "tokens/param": fmt.ratio(m.tokens_per_param),
+                   "≈ FLOPs (6·N_active·D)": fmt.flops(m.flops), "source": m.source} for m in reference_models()],
                  hide_index=True, width="stretch")

@@ -15,7 +15,9 @@ from core.probes.flops import flops_per_token
 from core.probes.model_configs import count_params
 from core.probes.sweep import SweepConfig, plan_sweep
 from services import probes as probe_runs
-from pages.common import get_store, literal, progress_bar, user_errors
+from core import format as fmt
+from pages import theme
+from pages.common import cached, get_store, literal, progress_bar, user_errors
 
 ARCH_LABELS = {"dense": "dense (Llama-style)", "moe": "MoE (Qwen3-MoE)", "both": "dense and MoE"}
 ARCHS = {"dense": ("dense",), "moe": ("moe",), "both": ("dense", "moe")}
@@ -68,7 +70,9 @@ class LiveLoss:
             self.draw()
 
     def draw(self) -> None:
-        fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", name=run) for run, (xs, ys) in self.points.items()])
+        fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", name=theme.name(run),
+                                    line=dict(color=theme.family_style(i)["color"], dash=theme.family_style(i)["dash"]))
+                         for i, (run, (xs, ys)) in enumerate(self.points.items())])
         fig.update_layout(title="Training loss (live)", xaxis_title="tokens", yaxis_title="train loss (nats/token)",
                           height=380, margin=dict(t=40), legend=dict(font=dict(size=10)))
         self.draws += 1  # each redraw is a new element: keys must not repeat within a script run
@@ -150,11 +154,12 @@ def sweep_section() -> None:
     timing_cfg = replace(cfg, seed=0, name_prefix="probe")
     est = dict(zip((r.name for r in plan.runs), cached_estimate(json.dumps(timing_cfg.as_dict(), sort_keys=True))))
     total_est = sum(est.values())
-    st.markdown(f"**{len(plan.runs)} runs**, {plan.total_flops:.3g} training FLOPs — estimated **{duration(total_est)}** "
+    st.markdown(f"**{len(plan.runs)} runs**, {fmt.flops(plan.total_flops)} training FLOPs — estimated **{duration(total_est)}** "
                 f"on {plan.device['kind']} ({plan.device['name']}), held-out scoring included.")
-    st.dataframe([{"run": r.name, "budget C": f"{r.budget:.3g}", "d_model": r.shape.d_model, "layers": r.shape.n_layers,
-                   "N active": r.counts.active, "N total": r.counts.total, "tokens D": r.tokens, "steps": r.steps,
-                   "warmup": r.warmup_steps, "lr": f"{r.lr:.2g}", "est. s": round(est[r.name], 1)} for r in plan.runs],
+    st.dataframe([{"run": r.name, "budget C": fmt.flops(r.budget), "d_model": r.shape.d_model,
+                   "layers": r.shape.n_layers, "N active": fmt.count(r.counts.active), "N total": fmt.count(r.counts.total),
+                   "tokens D": fmt.count(r.tokens), "steps": fmt.integer(r.steps), "warmup": fmt.integer(r.warmup_steps),
+                   "lr": fmt.number(r.lr, 3), "est. s": f"{est[r.name]:.1f}"} for r in plan.runs],
                  hide_index=True, width="stretch", key="sweep_plan_table")
 
     c1, c2 = st.columns([2, 5])
@@ -244,8 +249,8 @@ def throughput_section() -> None:
             cols = st.columns(5)
             cols[0].metric("forward tokens/s", f"{fwd.tokens_per_s:,.0f}")
             cols[1].metric("fwd+bwd tokens/s", f"{both.tokens_per_s:,.0f}")
-            cols[2].metric("fwd+bwd TFLOP/s", f"{both.achieved_tflops:.3g}")
-            cols[3].metric("fwd+bwd MFU", "n/a" if both.mfu is None else f"{both.mfu:.1%}")
+            cols[2].metric("fwd+bwd TFLOP/s", fmt.number(both.achieved_tflops, 3))
+            cols[3].metric("fwd+bwd MFU", fmt.percent(both.mfu))
             cols[4].metric("peak memory", f"{both.peak_memory_bytes / 2 ** 20:,.0f} MiB")
             st.caption(f"MFU against {both.peak_tflops:.3g} TFLOP/s ({literal(both.peak_source)})." if both.peak_tflops
                        else f"No MFU: {literal(both.peak_source)}.")
@@ -264,34 +269,38 @@ else:
 
 # ============================================================================================ stored sweeps
 st.subheader("Stored sweeps")
-sweeps = probe_runs.list_sweeps(store)
+sweeps = cached(probe_runs.list_sweeps)
 if sweeps.empty:
     st.info("No sweep stored yet: configure one above and press Run sweep.")
 else:
-    labels = {r.tag: f"{r.tag} — {r.n_runs} runs on {r.device} ({r.total_flops:.3g} FLOPs)" for r in sweeps.itertuples()}
+    labels = {r.tag: f"{r.tag} — {r.n_runs} runs on {r.device} ({fmt.flops(r.total_flops)} FLOPs)"
+              for r in sweeps.itertuples()}
     last = st.session_state.pop("probe_last_sweep", None)
     if last in labels:
         st.session_state["sweep_shown"] = last
     tag = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep_shown")
-    runs = probe_runs.sweep_runs(store, tag)
+    runs = cached(probe_runs.sweep_runs, tag)
     if runs.empty:
         st.warning("The runs of this sweep are no longer in the store (deleted on the Runs page).")
     else:
         fig = go.Figure()
-        for budget, part in runs.groupby("budget_flops"):
-            part = part.sort_values("n_active_params")
+        budgets = sorted(runs["budget_flops"].unique())
+        for budget, color in zip(budgets, theme.sequential_colors(budgets)):
+            part = runs[runs["budget_flops"] == budget].sort_values("n_active_params")
             fig.add_trace(go.Scatter(x=part["n_active_params"], y=part["final_eval_loss"], mode="lines+markers",
-                                     name=f"C = {budget:.3g}", text=part["name"]))
-        fig.update_layout(title="IsoFLOP curves: final held-out loss by size", xaxis_type="log",
+                                     name=f"C = {fmt.flops(budget)}", line=dict(color=color),
+                                     customdata=[[theme.name(r), fmt.count(n), fmt.loss(y)] for r, n, y in
+                                                 zip(part["name"], part["n_active_params"], part["final_eval_loss"])],
+                                     hovertemplate="%{customdata[0]}<br>N %{customdata[1]}<br>loss %{customdata[2]}"
+                                                   "<extra></extra>"))
+        fig.update_layout(title="IsoFLOP curves: final held-out loss by size",
                           xaxis_title="active parameters N", yaxis_title="held-out loss (nats/token)", height=380,
                           margin=dict(t=40))
+        fig.update_xaxes(**fmt.log_axis("count", runs["n_active_params"]))
         st.plotly_chart(fig, width="stretch", key="sweep_isoflop_chart")
-        shown = runs.assign(budget_flops=runs["budget_flops"].map(lambda c: f"{c:.3g}"),
-                            flops=runs["flops"].map(lambda c: f"{c:.4g}"))
-        st.dataframe(shown, hide_index=True, width="stretch", key="sweep_runs_table",
-                     column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                    for c in ("final_eval_loss", "final_train_loss")}
-                     | {"wall_time_s": st.column_config.NumberColumn(format="%.1f")})
+        st.dataframe(fmt.table(runs, {"budget_flops": "flops", "flops": "flops", "final_eval_loss": "loss",
+                                      "final_train_loss": "loss", "wall_time_s": "ratio"}),
+                     hide_index=True, width="stretch", key="sweep_runs_table")
         c1, c2 = st.columns([1, 3])
         if c1.button("Fit this sweep", key="sweep_fit", type="primary"):
             # The Fits page selects runs by tag: preselect this sweep's tag and its held-out loss.
@@ -305,14 +314,10 @@ else:
 
 # ============================================================================================ stored throughput
 st.subheader("Stored throughput probes")
-table = probe_runs.throughput_table(store)
+table = cached(probe_runs.throughput_table)
 if table.empty:
     st.info("No throughput probe stored yet: choose Throughput above and press Measure throughput.")
 else:
-    st.dataframe(table, hide_index=True, width="stretch", key="thr_table",
-                 column_config={"tokens/s": st.column_config.NumberColumn(format="%.0f"),
-                                "TFLOP/s": st.column_config.NumberColumn(format="%.4g"),
-                                "MFU": st.column_config.NumberColumn(format="percent"),
-                                "peak memory (MiB)": st.column_config.NumberColumn(format="%.1f"),
-                                "params": st.column_config.NumberColumn(format="%.4g"),
-                                "active params": st.column_config.NumberColumn(format="%.4g")})
+    st.dataframe(fmt.table(table, {"tokens/s": "integer", "TFLOP/s": "number", "MFU": "percent",
+                                   "peak memory (MiB)": "ratio", "params": "count", "active params": "count"}),
+                 hide_index=True, width="stretch", key="thr_table")

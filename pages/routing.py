@@ -12,7 +12,9 @@ from core.routing import metrics, views
 from core.routing.capture import layer_arrays, load_moe_model
 from services import routing
 from services.routing_seed import bundled_checkpoints, bundled_documents, bundled_tokenizer
-from pages.common import get_store, literal, progress_bar, user_errors
+from core import format as fmt
+from pages import theme
+from pages.common import cached, get_store, literal, progress_bar, user_errors
 
 LOCAL = "local folder…"
 SIMILARITY_KINDS = {"gate": "gate projection", "up": "up projection", "down": "down projection",
@@ -42,7 +44,7 @@ def cached_decoder(tokenizer_path: str):
     return views.load_decoder(tokenizer_path)
 
 
-def heatmap(z, x, y, title: str, *, zmin=None, zmax=None, zmid=None, colorscale="Viridis", text=None,
+def heatmap(z, x, y, title: str, *, zmin=None, zmax=None, zmid=None, colorscale=theme.SEQUENTIAL, text=None,
             hover: str = "%{y}, %{x}: %{z:.3f}<extra></extra>", height: int = 380) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z, x=x, y=y, zmin=zmin, zmax=zmax, zmid=zmid, colorscale=colorscale, text=text,
                                hovertemplate=hover))
@@ -50,11 +52,30 @@ def heatmap(z, x, y, title: str, *, zmin=None, zmax=None, zmid=None, colorscale=
     return fig
 
 
+def column(label: str | None = None, format: str | None = None, help: str | None = None):
+    """A table column's label and help (its numbers are already text: ``shown_table``)."""
+    return st.column_config.TextColumn(label, help=help)
+
+
+def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A metrics table in the app's format: counts and layers whole, shares and scores to four
+    significant digits, an em dash where a value does not exist."""
+    kinds = {c: ("integer" if c in ("layer", "vocab_tokens", "tokens") or frame[c].dtype.kind in "iu" else "number")
+             for c in frame.columns}
+    return fmt.table(frame, kinds)
+
+
 def load_heatmap(frame: pd.DataFrame, n_experts: int, title: str) -> go.Figure:
+    """Each layer's share of assignments per expert on a diverging scale centred at balance, 1/E:
+    white = balanced, red = overloaded, blue = underused; the share and count in each cell's hover."""
     layers, counts = views.load_matrix(frame, n_experts)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # (L, E) rows sum to 1
+    balanced = 1.0 / n_experts
+    top = max(2 * balanced, float(shares.max()) if shares.size else 0.0)
     return heatmap(shares, [f"expert {e}" for e in range(n_experts)], [f"layer {layer}" for layer in layers], title,
-                   zmin=0, text=counts, hover="%{y}, %{x}: %{z:.1%} of assignments (%{text})<extra></extra>",
+                   zmin=0, zmax=top, zmid=balanced, colorscale=theme.centred(0, top, balanced), text=counts,
+                   hover="%{y}, %{x}: %{z:.2%} of assignments (%{text} tokens; balanced 1/E = "
+                         f"{fmt.percent(balanced, 2)})<extra></extra>",
                    height=120 + 45 * len(layers))
 
 
@@ -64,7 +85,7 @@ st.caption("Which experts a mixture-of-experts checkpoint routes each token to: 
            "domain and token specialization, and how routing settles during training.")
 
 # ------------------------------------------------------------------ new capture / trace import
-captures = routing.list_captures(store)
+captures = cached(routing.list_captures)
 with st.expander("New capture", expanded=captures.empty):
     source = st.radio("Source", ["model", "trace"], horizontal=True, key="routing_source",
                       format_func={"model": "capture a local checkpoint", "trace": "import a routing trace"}.get)
@@ -147,7 +168,7 @@ with st.expander("New capture", expanded=captures.empty):
                 st.success(f"Stored trace {literal(trace_file.name)} as capture #{new_id}.")
 
 # ------------------------------------------------------------------ choose a capture
-captures = routing.list_captures(store)
+captures = cached(routing.list_captures)
 if captures.empty:
     st.info("No routing capture yet: capture a bundled checkpoint above (a few seconds on a CPU).")
     st.stop()
@@ -163,7 +184,7 @@ with st.expander(f"Stored captures ({len(captures)})"):
             st.session_state.pop("routing_shown", None)
             st.rerun()
 
-capture = routing.get_capture(store, shown_id)
+capture = cached(routing.get_capture, shown_id)
 n_experts, top_k = int(capture["n_experts"]), int(capture["top_k"])
 frame = cached_assignments(store, store.url, shown_id)
 layers = sorted(int(x) for x in frame["layer"].unique())
@@ -176,7 +197,8 @@ st.caption(f"{literal(capture['family'])} · {len(layers)} MoE layers · {n_expe
 st.subheader("Expert load")
 st.plotly_chart(load_heatmap(frame, n_experts, "Share of each layer's assignments per expert"), width="stretch",
                 key="routing_load_heatmap")
-st.caption(f"Balanced routing gives every expert 1/E = {1 / n_experts:.1%} of a layer's assignments.")
+st.caption(f"Balanced routing gives every expert 1/E = {fmt.percent(1 / n_experts)} of a layer's assignments: white "
+           "cells are balanced, red ones carry more, blue ones less.")
 
 st.subheader("Per-layer metrics")
 c1, c2 = st.columns(2)
@@ -186,8 +208,8 @@ capacity_factor = c1.number_input("Capacity factor (for the drop rate)", min_val
 min_count = c2.number_input("Vocabulary specialization: tokens seen at least", min_value=1, max_value=1000, value=10,
                             step=1, key="routing_min_count")
 table = cached_layer_metrics(store, store.url, shown_id, float(capacity_factor), int(min_count))
-number = st.column_config.NumberColumn
-st.dataframe(table, hide_index=True, key="routing_metrics_table", column_config={
+number = column  # the table's numbers are text in the app's format (core/format.py); labels and help stay
+st.dataframe(shown_table(table), hide_index=True, key="routing_metrics_table", column_config={
     "cv": number("CV", format="%.3f", help="std/mean of expert load (Shazeer et al. 2017); 0 = balanced"),
     "max_vio": number("MaxVio", format="%.3f", help="max load / mean load − 1 (Wang et al. 2024)"),
     "entropy": number("entropy", format="%.3f", help="load entropy / ln E; 1 = uniform"),
@@ -229,7 +251,8 @@ with c1:
                             key="routing_similarity_kind")
             st.plotly_chart(heatmap(similarity[layer][kind], expert_names, expert_names,
                                     f"Cosine similarity of {SIMILARITY_KINDS[kind]}, layer {layer}", zmin=-1, zmax=1,
-                                    zmid=0, colorscale="RdBu_r"), width="stretch", key="routing_similarity_heatmap")
+                                    zmid=0, colorscale=theme.DIVERGING), width="stretch",
+                            key="routing_similarity_heatmap")
 with c2:
     coactivation = metrics.coactivation(arrays.expert_ids, n_experts, normalize=True)
     st.plotly_chart(heatmap(coactivation, expert_names, expert_names, f"Co-activation, layer {layer}", zmin=0,
@@ -239,12 +262,13 @@ with c2:
 
 domain_names, domain_share = metrics.domain_specialization(arrays.expert_ids, arrays.domains, n_experts, top="k")
 uniform = metrics.uniform_share(n_experts, top_k, "k")
-st.plotly_chart(heatmap(domain_share, expert_names, domain_names, f"Domain specialization, layer {layer}", zmin=0,
-                        zmax=max(2 * uniform, float(domain_share.max())), zmid=uniform, colorscale="RdBu_r",
+st.plotly_chart(heatmap(domain_share, expert_names, theme.names(domain_names), f"Domain specialization, layer {layer}",
+                        zmin=0, zmax=max(2 * uniform, float(domain_share.max())), zmid=uniform,
+                        colorscale=theme.centred(0, max(2 * uniform, float(domain_share.max())), uniform),
                         hover="%{y}: %{z:.1%} of its tokens chose %{x}<extra></extra>",
                         height=140 + 40 * len(domain_names)), width="stretch", key="routing_domain_heatmap")
 st.caption(f"Share of each domain's tokens with the expert among their top-{top_k}; white = uniform routing "
-           f"k/E = {uniform:.3f}, red = preferred, blue = avoided (OLMoE, Muennighoff et al. 2024).")
+           f"k/E = {fmt.number(uniform)}, red = preferred, blue = avoided (OLMoE, Muennighoff et al. 2024).")
 
 # ------------------------------------------------------------------ token view
 st.subheader("Tokens")
@@ -273,7 +297,7 @@ st.dataframe(views.preferred_tokens_summary(preferred, n_experts), hide_index=Tr
 
 # ------------------------------------------------------------------ saturation across checkpoints
 st.subheader("Saturation across checkpoints")
-family = routing.captures_like(store, shown_id)
+family = cached(routing.captures_like, shown_id)
 with_steps = family[family["checkpoint_step"].notna()]
 if len(with_steps) < 2:
     st.info("Saturation needs captures of two or more checkpoints of this training run on the same text: tick "
@@ -285,7 +309,10 @@ else:
              for r in with_steps.to_dict("records")])
         fig = go.Figure()
         for layer_index, part in series.groupby("layer"):
+            style = theme.family_style(len(fig.data))
             fig.add_trace(go.Scatter(x=part["step"], y=part["saturation"], mode="lines+markers",
+                                     line=dict(color=style["color"], dash=style["dash"]),
+                                     marker=dict(symbol=style["symbol"]),
                                      name=f"layer {layer_index}", customdata=part["tokens"],
                                      hovertemplate="step %{x}: %{y:.1%} (%{customdata} tokens)<extra></extra>"))
         fig.update_layout(xaxis_title="checkpoint step", yaxis_title=f"top-{top_k} overlap with the final checkpoint",
@@ -300,7 +327,7 @@ others = [i for i in labels if i != shown_id]
 other_id = st.selectbox("Second capture", [None] + others, key="routing_compare",
                         format_func=lambda i: "—" if i is None else labels[i])
 if other_id is not None:
-    other = routing.get_capture(store, other_id)
+    other = cached(routing.get_capture, other_id)
     other_frame = cached_assignments(store, store.url, other_id)
     c1, c2 = st.columns(2)
     c1.plotly_chart(load_heatmap(frame, n_experts, f"A: #{shown_id}"), width="stretch", key="routing_compare_a")
@@ -308,12 +335,11 @@ if other_id is not None:
                     key="routing_compare_b")
     other_table = cached_layer_metrics(store, store.url, other_id, float(capacity_factor), int(min_count))
     comparison = views.compare_layer_metrics(table, other_table)
-    st.dataframe(comparison, hide_index=True, key="routing_compare_table",
-                 column_config={c: number(format="%.3f") for c in comparison.columns if c != "layer"})
+    st.dataframe(shown_table(comparison), hide_index=True, key="routing_compare_table")
     agreement = views.capture_agreement(frame, other_frame)
     if agreement.empty:
         st.caption("The two captures share no tokens (different text), so their choices cannot be compared token by token.")
     else:
-        st.dataframe(agreement, hide_index=True, key="routing_compare_agreement",
+        st.dataframe(shown_table(agreement), hide_index=True, key="routing_compare_agreement",
                      column_config={"agreement_topk": number("same top-k experts (share)", format="%.3f"),
                                     "agreement_top1": number("same top-1 expert (share)", format="%.3f")})

@@ -60,10 +60,26 @@ def test_table_fit_forecast_store_and_pca_on_the_reference_table(page_store, ref
     forecast = [m for m in texts(at.markdown) if m.startswith("**Forecast:**")]
     assert len(forecast) == 1 and "95% interval" in forecast[0]
     params = next(d.value for d in at.dataframe if "parameter" in d.value.columns).set_index("parameter")
-    assert params.loc["floor", "value"] == 0.25 and 0.6 < params.loc["ceiling", "value"] <= 1.0
-    assert (params["lower"] <= params["value"] + 1e-12).all() and (params["value"] <= params["upper"] + 1e-12).all()
+    assert params.loc["floor", "value"] == "0.2500" and 0.6 < float(params.loc["ceiling", "value"]) <= 1.0
+    for name, row in params.iterrows():  # one format: value, ± s.e., [lo, hi] at the sidebar's level
+        if row["95% interval"] != "—":
+            lo, hi = (float(v) for v in row["95% interval"].strip("[]").split(", "))
+            assert lo <= float(row["value"]) * (1 + 1e-3) + 1e-3 and float(row["value"]) <= hi * (1 + 1e-3) + 1e-3
     names = [t.get("name") for t in chart_spec(at, "evals_scaling_chart")["data"]]
     assert "sigmoid fit" in names and "forecast" in names and "95% band (bootstrap)" in names
+    table = at.dataframe[0].value
+    cells = table.astype(str).to_numpy().ravel()
+    assert not {"None", "nan", "<NA>"} & set(cells) and not any("e+" in c for c in cells)
+    assert table["flops"].str.fullmatch(r"\d\.\d\de\d+|—").all()
+
+    # the interval level setting: the band, the forecast and the parameter intervals follow it
+    at.selectbox(key="confidence_level").set_value(0.68).run()
+    assert not at.exception
+    names = [t.get("name") for t in chart_spec(at, "evals_scaling_chart")["data"]]
+    assert "68% band (bootstrap)" in names
+    assert "68% interval" in [m for m in texts(at.markdown) if m.startswith("**Forecast:**")][0]
+    assert "68% interval" in next(d.value for d in at.dataframe if "parameter" in d.value.columns).columns
+    at.selectbox(key="confidence_level").set_value(0.95).run()
 
     at.button(key="evals_store_fit").click().run()
     assert any("(target MMLU/score)" in s for s in texts(at.success))
@@ -79,6 +95,8 @@ def test_table_fit_forecast_store_and_pca_on_the_reference_table(page_store, ref
     assert values(heat["data"][0]["x"]) == ["PC1", "PC2", "PC3"] and len(values(heat["data"][0]["y"])) == 8
     space = chart_spec(at, "evals_pc_space")
     assert "Llama-2" in {t["name"] for t in space["data"]}  # coloured by family
+    styles = [(t["marker"]["color"], t["marker"]["symbol"]) for t in space["data"]]
+    assert len(styles) >= 20 and len(set(styles)) == len(styles)  # every family its own colour × symbol
 
     # filtering the table by family narrows every view below it
     at.multiselect(key="evals_filter_families").set_value(["Llama-2", "Pythia"]).run()
@@ -110,3 +128,22 @@ def test_empty_store_invites_an_import(page_store):
     assert not at.exception
     assert texts(at.info) == ["No eval results yet: import a harness results file or an eval table above."]
     assert at.button(key="evals_import").disabled
+
+
+def test_thirty_families_are_distinct_and_names_are_escaped(page_store):
+    """Issue 13 §9: ≥ 30 distinguishable families (palette × marker symbols), and a name with HTML
+    shows literally in Plotly (escaped once, by pages.theme.name)."""
+    from pages import theme
+
+    rows = []
+    for f in range(32):
+        family = "<b>bold</b>" if f == 0 else f"fam-{f}"
+        for k, n in enumerate((1e8, 1e9)):
+            rows.append({"run": f"{family}-{k}", "step": np.nan, "task": "t", "metric": "acc", "value": 0.3 + 0.1 * k,
+                         "stderr": np.nan, "family": family, "n_params": n})
+    frame = pd.DataFrame(rows)
+    styles = {(theme.family_style(i)["color"], theme.family_style(i)["symbol"]) for i in range(theme.N_FAMILIES)}
+    assert theme.N_FAMILIES >= 30 and len(styles) == theme.N_FAMILIES
+    assert all(c.lower() not in ("#000000", "black", "#ffffff", "white") for c in theme.QUALITATIVE)
+    assert theme.name("<b>bold</b>") == "&lt;b&gt;bold&lt;/b&gt;"
+    assert len(frame.groupby("family")) == 32
