@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--format", choices=sorted(FORMATS), help="skip detection and use this format")
     p.add_argument("--on-duplicate", choices=[d for d in DUPLICATE_POLICIES if d != "error"],
                    help="what to do when a run name exists (default: refuse the import)")
+    p.add_argument("--tag", help="tag of the imported runs, the dataset the Runs and Fits pages select "
+                                 "(default: the first file or folder's name without its extension)")
     p.set_defaults(handler=ingest)
 
     p = add_common(sub.add_parser("runs", help="list stored runs"))
@@ -44,12 +46,13 @@ def ingest(args) -> int:
     try:
         store = open_store(args)
     except StoreLockedError:  # a running dashboard holds the DuckDB file: hand the files to its inbox
-        batch = hand_to_inbox(args.db or default_url(), args.files, fmt=args.format, on_duplicate=policy)
+        batch = hand_to_inbox(args.db or default_url(), args.files, fmt=args.format, on_duplicate=policy,
+                              tag=args.tag)
         emit(args, {"runs": [], "handed_to": str(batch)},
              f"the store is held by a running dashboard: handed {len(args.files)} file(s) to its inbox "
              f"({batch}); a dashboard (or `cli.py watch`) on this store imports them within a few seconds")
         return 0
-    added = ingest_paths(store, args.files, fmt=args.format, on_duplicate=policy)
+    added = ingest_paths(store, args.files, fmt=args.format, on_duplicate=policy, tag=args.tag)
     emit(args, {"runs": [{k: a[k] for k in ("name", "format", "n_metric_rows")} for a in added]},
          "\n".join(f"added {printable(a['name'])} ({a['format']}, {a['n_metric_rows']} metric rows)" for a in added)
          or "nothing added")

@@ -8,13 +8,14 @@ Parquet. Validation happens in SQL before anything is kept; the transaction roll
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -124,7 +125,7 @@ def _source(conn, literal: Path, what: str):
 
 def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error",
                       source_format: str = "csv_long", *, what: Optional[str] = None,
-                      max_bytes: Optional[int] = None) -> list[dict]:
+                      max_bytes: Optional[int] = None, tags: Sequence[str] = ()) -> list[dict]:
     """Import a long metrics table through DuckDB in one transaction; returns the runs added.
 
     ``what`` is the file as the user knows it (an upload's name; default the path's base name), used
@@ -135,6 +136,7 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
     Two reads of the file and no staging copy: a cheap first pass collects the run and metric names
     and row counts; the second pass streams rows straight into ``metrics``, joined to the new run ids.
     The inserted rows are then checked (negative steps, NaN/inf values); any problem rolls back.
+    Every new run carries ``tags`` (services/ingest.py gives the import's tag).
     """
     path = Path(path)
     what = what or path.name
@@ -145,7 +147,7 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
     check_file_size(path, what, max_bytes)
     check_unique_columns(_header(path, what), what)
     if store.dialect is not dialects.DUCKDB:
-        return _ingest_long_table_copy(store, path, on_duplicate, source_format, what)
+        return _ingest_long_table_copy(store, path, on_duplicate, source_format, what, tags)
     with _literal_path(path) as literal, store.write() as conn:
         try:
             cols, source, q = _source(conn, literal, what)
@@ -155,7 +157,7 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
         except sa.exc.DBAPIError as exc:
             raise _unreadable(what, exc) from None
         run_of, metric_of, counts = _clean_names(pairs, cols, what)
-        ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format)
+        ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format, tags)
         if not ids:
             return []
         raws = [r for r in run_of if run_of[r] in ids]
@@ -209,7 +211,7 @@ def _clean_names(pairs: list, cols: dict[str, str], what: str):
 
 
 def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_format: str,
-                            what: str) -> list[dict]:
+                            what: str, tags: Sequence[str] = ()) -> list[dict]:
     """The PostgreSQL path of :func:`ingest_long_table`: a private in-memory DuckDB reads the file (the
     same readers, column and name rules, and bad-row rule as the DuckDB path) and checks every row
     before the server is touched; then ONE PostgreSQL transaction creates the runs (under advisory
@@ -248,7 +250,7 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
                 seen[1] = flops if seen[1] is None or (flops is not None and flops > seen[1]) else seen[1]
             with store.write() as conn:
                 store.dialect.lock_run_names(conn, sorted(counts))
-                ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format)
+                ids, rename = _create_runs(conn, what, sorted(counts), on_duplicate, source_format, tags)
                 if not ids:
                     return []
                 raws = [r for r in run_of if run_of[r] in ids]
@@ -316,8 +318,9 @@ def _bad_row_message(filename: str, run, step, value, tokens, flops, wall) -> st
     return f"{filename}: run {run!r} has {what}; fix or remove that row and import again."
 
 
-def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_format: str):
-    """Insert the run rows (after the duplicate policy) and leave their ids in temp table _ss_ids."""
+def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_format: str, tags: Sequence[str] = ()):
+    """Insert the run rows (after the duplicate policy, each with ``tags``) and leave their ids in temp table _ss_ids."""
+    tags_json = json.dumps(list(tags))
     existing = set(conn.execute(sa.select(schema.runs.c.name)).scalars())
     clash = [n for n in names if n in existing]
     rename = {}
@@ -346,13 +349,13 @@ def _create_runs(conn, what: str, names: list[str], on_duplicate: str, source_fo
     if conn.dialect.name == "postgresql":
         rows = conn.execute(sa.insert(schema.runs).returning(schema.runs.c.id, sort_by_parameter_order=True), [
             {"name": f, "source_format": source_format, "source_file": what, "arch": "dense",
-             "flops_rule": "as logged", "config": "{}", "tags": "[]"} for f in final]).scalars().all()
+             "flops_rule": "as logged", "config": "{}", "tags": tags_json} for f in final]).scalars().all()
         return dict(zip(names, rows)), rename
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_names (run VARCHAR, final VARCHAR)")
     Store.bulk_insert(conn, sa.table("_ss_names"), pa.table({"run": names, "final": final}))
     conn.exec_driver_sql(
         "INSERT INTO runs (name, source_format, source_file, arch, flops_rule, config, tags) "
-        "SELECT final, ?, ?, 'dense', 'as logged', '{}', '[]' FROM _ss_names", (source_format, what))
+        "SELECT final, ?, ?, 'dense', 'as logged', '{}', ? FROM _ss_names", (source_format, what, tags_json))
     conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_ids AS "
                          "SELECT n.run, r.id AS run_id FROM _ss_names n JOIN runs r ON r.name = n.final")
     conn.exec_driver_sql("DROP TABLE IF EXISTS _ss_names")

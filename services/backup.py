@@ -126,6 +126,16 @@ def restore_store(folder: str | Path, url: Optional[str] = None, progress: Progr
             "rows": sum(counts.values()), "backup_created_at": manifest.get("created_at")}
 
 
+def restore_into(store: Store, folder: str | Path, progress: Progress = None) -> dict:
+    """Rebuild the backup in ``folder`` into an open, EMPTY ``store`` (one transaction): what first
+    start does with the bundled demo snapshot (services/seed.py), on the store the app already holds."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    counts = backup_db.load(store, folder, manifest, progress)
+    return {"url": store.display_url, "schema_version": manifest["schema_version"], "tables": counts,
+            "rows": sum(counts.values()), "backup_created_at": manifest.get("created_at")}
+
+
 def _remove_store_file(path: Path) -> None:
     for leftover in (path, path.with_name(path.name + ".wal")):
         try:

@@ -29,6 +29,7 @@ from db.evals import delete_same_scores, evals_with_scale, insert_evals
 from db.fits import get_fit, save_fit
 from db.runs import insert_runs, last_logged_steps, run_ids_named, runs_named, update_run_fields
 from db.store import Store
+from services.ingest import default_tag
 from importers.evals import (
     ParsedEvals, is_accuracy_like, merge_parsed, parse_eval_files, parse_eval_upload,
 )
@@ -159,13 +160,15 @@ def _merge_checkpoints(old: list, new: list) -> list:
 
 
 def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame] = None,
-                source_file: str = "", checkpoints: Optional[pd.DataFrame] = None) -> dict:
+                source_file: str = "", checkpoints: Optional[pd.DataFrame] = None,
+                tags: Sequence[str] = ("evals",)) -> dict:
     """Attach eval rows to runs in ONE transaction.
 
     ``evals``: columns run, step (NaN = final model), task, metric, value, stderr [, source_file].
     ``models``: run, family, n_params, n_nonembedding_params, tokens, flops — sizes of a run that
     does not exist yet (it is created as a model entry), or that fill an existing run's empty sizes.
     ``checkpoints``: run, step, tokens, flops per evaluated checkpoint.
+    ``tags``: the tags of the runs this import creates (a dataset's name, e.g. the bundled examples').
     Returns counts (rows, rows_replaced, runs_matched, runs_created), the run names, and warnings.
     """
     frame = _check_rows(evals)
@@ -241,7 +244,7 @@ def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame
                     "n_params": n_params, "n_nonembedding_params": info.get("n_nonembedding_params"),
                     "n_active_params": n_params, "tokens_per_step": _tokens_per_step(points) if points else None,
                     "tokens": tokens, "flops": flops, "flops_rule": rule,
-                    "config": json.dumps(config, default=str), "tags": json.dumps(["evals"]),
+                    "config": json.dumps(config, default=str), "tags": json.dumps(list(dict.fromkeys(tags))),
                 })
             insert_runs(conn, rows)
         scores = frame.assign(run_id=frame["run"].map(run_ids_named(conn, run_names)))
@@ -253,10 +256,11 @@ def store_evals(store: Store, evals: pd.DataFrame, models: Optional[pd.DataFrame
             "warnings": warnings}
 
 
-def import_parsed(store: Store, parsed: ParsedEvals) -> dict:
+def import_parsed(store: Store, parsed: ParsedEvals, tags: Sequence[str] = ("evals",)) -> dict:
     """Store one :class:`ParsedEvals` (one transaction); counts plus what the parser reported."""
     source = ", ".join(parsed.source_files[:3]) + (" …" if len(parsed.source_files) > 3 else "")
-    result = store_evals(store, parsed.evals, parsed.models, source_file=source, checkpoints=parsed.checkpoints)
+    result = store_evals(store, parsed.evals, parsed.models, source_file=source, checkpoints=parsed.checkpoints,
+                         tags=tags)
     result["warnings"] = list(parsed.warnings) + result["warnings"]
     result["source_format"] = parsed.source_format
     result["source_files"] = list(parsed.source_files)
@@ -265,9 +269,11 @@ def import_parsed(store: Store, parsed: ParsedEvals) -> dict:
 
 
 def import_eval_paths(store: Store, paths: Sequence[str], *, run: Optional[str] = None,
-                      step: Optional[float] = None) -> dict:
-    """Files, folders or zips from disk → the store, all in one transaction."""
-    return import_parsed(store, parse_eval_files(list(paths), run=run, step=step))
+                      step: Optional[float] = None, tags: Optional[Sequence[str]] = None) -> dict:
+    """Files, folders or zips from disk → the store, all in one transaction. The runs it creates get
+    ``tags`` (default: "evals" and the first path's name, services.ingest.default_tag)."""
+    tags = tags if tags is not None else ("evals", default_tag(paths))
+    return import_parsed(store, parse_eval_files(list(paths), run=run, step=step), tags=tags)
 
 
 def import_eval_uploads(store: Store, files: Sequence[tuple], *, run: Optional[str] = None,
@@ -276,7 +282,7 @@ def import_eval_uploads(store: Store, files: Sequence[tuple], *, run: Optional[s
     if not files:
         raise InputError("Nothing to import: choose at least one eval file.")
     parts = [parse_eval_upload(name, data, run=run, step=step) for name, data in files]
-    return import_parsed(store, merge_parsed(parts, "upload"))
+    return import_parsed(store, merge_parsed(parts, "upload"), tags=("evals", default_tag([n for n, _ in files])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,6 +333,36 @@ def load_evals(store: Store, loss_metric: str = "loss") -> pd.DataFrame:
     flops = flops.where(~final, frame["run_flops"].fillna(6.0 * frame["n_active_params"] * frame["run_tokens"]))
     frame["tokens"], frame["flops"] = tokens, flops
     return frame[LOAD_COLUMNS].reset_index(drop=True)
+
+
+ALL_DATASETS = "(all eval results)"  # the dataset choice that keeps every row
+
+
+def eval_datasets(store: Store, evals: pd.DataFrame) -> tuple[list, dict]:
+    """The tags of runs with eval rows, as datasets to show one at a time (the bundled
+    observational-scaling table first, then by number of models), and run name -> its tags."""
+    from services.seed import OBSSCALING_TAG  # the demo's constants (services.seed imports this module)
+
+    def tags(text) -> list:
+        try:
+            return list(json.loads(text or "[]"))
+        except (TypeError, ValueError):
+            return []
+
+    tags_of = {r.name: tags(r.tags) for r in store.runs()[["name", "tags"]].itertuples()}
+    counts: dict = {}
+    for run in pd.unique(evals["run"]):
+        for tag in tags_of.get(run, []):
+            counts[tag] = counts.get(tag, 0) + 1
+    order = sorted(counts, key=lambda t: (t != OBSSCALING_TAG, -counts[t], t))
+    return order, tags_of
+
+
+def in_dataset(evals: pd.DataFrame, dataset: str, tags_of: dict) -> pd.DataFrame:
+    """The eval rows of runs tagged ``dataset`` (every row for ALL_DATASETS)."""
+    if dataset == ALL_DATASETS:
+        return evals
+    return evals[evals["run"].map(lambda r: dataset in tags_of.get(r, []))].reset_index(drop=True)
 
 
 def filter_evals(evals: pd.DataFrame, *, tasks: Iterable[str] = (), families: Iterable[str] = (),

@@ -171,6 +171,48 @@ def all_tags(store: Store) -> list:
     return sorted({t for tags in store.runs()["tags"] for t in run_tags(tags)})
 
 
+ALL_RUNS = "(all runs)"  # the dataset choice that selects across every tag
+
+
+def datasets(store: Store) -> list:
+    """The tags to select a fit's runs by, the default first: the bundled Chinchilla example when it
+    is stored, then the tags of the most recently imported runs first."""
+    from services.seed import CHINCHILLA_TAG  # the demo's constants (services.seed imports this module)
+
+    runs = store.runs()
+    order = runs.sort_values("id", ascending=False) if "id" in runs.columns else runs.iloc[::-1]
+    tags = list(dict.fromkeys(t for tags in order["tags"] for t in run_tags(tags)))
+    return sorted(tags, key=lambda t: t != CHINCHILLA_TAG)  # stable: recency order otherwise
+
+
+def default_fit_id(fits: pd.DataFrame) -> Optional[int]:
+    """The stored fit the Fits page opens on: the bundled Chinchilla example fit when stored."""
+    from services.seed import EXAMPLE_FIT_NAME
+
+    if fits is None or fits.empty or "name" not in fits.columns:
+        return None
+    mine = fits[fits["name"] == EXAMPLE_FIT_NAME]
+    return int(mine["id"].iloc[0]) if len(mine) else None
+
+
+def warning_summary(result: FitResult, data: Optional["FitData"] = None) -> str:
+    """The fit's diagnostics in ONE sentence: the single warning itself, or (several) what the data
+    cannot pin down and why, with the one remedy every fit has: runs over a wider range."""
+    warns = list(result.warnings)
+    if len(warns) == 1:
+        text = warns[0]
+        return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+    where = f"{result.n_points} points"
+    if data is not None and len(data):
+        kept = kept_points(data, result)
+        sizes = len(np.unique(kept.n_params[np.isfinite(kept.n_params)]))
+        flops = kept.flops[np.isfinite(kept.flops) & (kept.flops > 0)]
+        span = float(np.log10(flops.max() / flops.min())) if flops.size else 0.0
+        where += f" from {sizes} model size{'s' if sizes != 1 else ''} over {span:.1f} decade{'s' if span != 1 else ''} of compute"
+    return (f"These {where} identify the law only weakly, so its parameters and intervals are loose "
+            f"({len(warns)} diagnostics below): runs over a wider range of sizes and tokens would pin it down.")
+
+
 def select_runs(store: Store, names: Optional[Sequence[str]] = None, name_contains: Optional[str] = None,
                 tags: Sequence[str] = ()) -> list:
     """Run names in the store's order: the named ones, else all, narrowed by a filter and tags.

@@ -1,7 +1,21 @@
-"""First start: seed an empty store with demo runs so a newcomer sees curves at once.
+"""First start: give an empty store the demo, so a newcomer sees curves, fits and evals at once.
 
-Prefers the sweep that ScaleScope's own probes trained (assets/demo/, issue 6, tagged "probe demo");
-without it, the synthetic sweep of :mod:`core.demo`, tagged "synthetic demo".
+The demo (issue 13 §1-2) is shipped PRECOMPUTED: ``assets/demo/snapshot/`` is a backup folder (one
+Parquet file per table and a manifest, :mod:`services.backup`) made by ``assets/build_demo_snapshot.py``
+from :func:`build_demo` below; first start restores it into the empty store through the backup's fast
+restore path (well under a second) instead of fitting and capturing for a minute. What it holds:
+
+- "demo": the sweep ScaleScope's own probes trained (assets/demo/*.csv), with its held-out evals, its
+  ``sweep`` row (listed under the Probes page's "Stored sweeps") and a Chinchilla fit of it;
+- "example": public data from assets/reference/ (provenance there): Hoffmann et al.'s Chinchilla runs as
+  Epoch AI extracted them, fitted with Besiroglu et al. 2024's settings (the Fits page opens on it, the
+  Planner's default law takes its bootstrap bands); the observational-scaling base-model table (Ruan et
+  al. 2024; the Evals page opens on its PCA) and the Pythia zero-shot evals;
+- the routing captures of the bundled tiny MoE (services/routing_seed.py).
+
+Without the snapshot (a checkout that has not built it) :func:`build_demo` computes the same at first
+start. ``SCALESCOPE_DEMO=synthetic`` seeds the synthetic sweep of :mod:`core.demo` instead, tagged
+"synthetic demo" (the page tests do: a known law, a few milliseconds).
 """
 from __future__ import annotations
 
@@ -9,6 +23,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -16,13 +31,29 @@ from core.demo import DEMO_TAG, demo_sweep
 from core.errors import ScaleScopeError
 from core.runs import ParsedRun
 from db.evals import insert_evals
+from db.probes import insert_probe
 from db.store import Store, validate_parsed
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-
+REFERENCE = ASSETS / "reference"
 
 DEMO_DIR = ASSETS / "demo"
-PROBE_DEMO_TAG = "probe demo"
+SNAPSHOT_DIR = DEMO_DIR / "snapshot"  # the precomputed demo: a backup folder (services/backup.py)
+PROBE_DEMO_TAG = "demo"  # the probe sweep's runs (and its sweep row's tag on the Probes page)
+EXAMPLE_TAG = "example"  # every run of the bundled public data
+# One dataset tag per bundled public table, besides "example", so the Fits and Evals pages select
+# one dataset and never mix the Chinchilla runs with the eval tables' models.
+CHINCHILLA_TAG = "chinchilla (Epoch AI)"
+OBSSCALING_TAG = "observational scaling (Ruan et al. 2024)"
+PYTHIA_TAG = "pythia (EleutherAI)"
+CHINCHILLA_CSV = REFERENCE / "epoch_chinchilla_svg_extracted_data.csv"
+OBSSCALING_CSV = REFERENCE / "obsscaling_base_llm_benchmark_eval.csv"
+PYTHIA_CSV = REFERENCE / "pythia_v1_zero_shot_evals.csv"
+EXAMPLE_FIT_NAME = "Chinchilla runs (Hoffmann et al. 2022, via Epoch AI), Besiroglu et al. 2024 settings"
+DEMO_FIT_NAME = "demo sweep (bundled, trained by ScaleScope)"
+DEMO_SWEEP_ID = "demo"
+
+Progress = Optional[Callable[[int, int, str], None]]
 
 
 def probe_demo() -> tuple[list[ParsedRun], pd.DataFrame] | None:
@@ -51,7 +82,8 @@ def probe_demo() -> tuple[list[ParsedRun], pd.DataFrame] | None:
 
 
 def seed_probe_demo(store: Store) -> int:
-    """Store the bundled probe sweep (runs, curves and held-out evals) in one transaction."""
+    """Store the bundled probe sweep (runs, curves and held-out evals) and its ``sweep`` probes row
+    (so the Probes page lists it under "Stored sweeps") in one transaction."""
     demo = probe_demo()
     if demo is None:
         return 0
@@ -63,6 +95,13 @@ def seed_probe_demo(store: Store) -> int:
         ids = {a["parsed_name"]: a["id"] for a in added}
         rows = evals[evals["run"].isin(ids)]
         insert_evals(conn, rows.assign(run_id=rows["run"].map(ids), source_file="assets/demo/sweep_evals.csv"))
+        if added:
+            from services.probes import sweep_summary  # the probes row a sweep stores, as a trained sweep has it
+
+            kept = [r for r in runs if r.name in ids]
+            summary = sweep_summary(kept, DEMO_SWEEP_ID, {"bundled": "assets/demo (assets/run_demo_sweep.py)"})
+            summary["config"].update(tag=PROBE_DEMO_TAG, runs=[r.name for r in kept], capture_ids=[])
+            insert_probe(conn, **summary)
     return len(added)
 
 
@@ -83,25 +122,106 @@ def seed_demo_fit(store: Store) -> int:
 
     names = [r.name for r in probe_demo()[0]]
     data = load_fit_data(store, names, Target(kind="final", metric="eval_loss"), n_kind="active")
-    fit_id, _ = fit_and_save(store, data, FitOptions(n_bootstrap=200, grid="coarse"),
-                             name="demo sweep (bundled, trained by ScaleScope)")
+    fit_id, _ = fit_and_save(store, data, FitOptions(n_bootstrap=200, grid="coarse"), name=DEMO_FIT_NAME)
     return fit_id
 
 
-def seed_if_empty(store: Store, routing: bool = False) -> int:
+def chinchilla_runs() -> list[ParsedRun]:
+    """Hoffmann et al. 2022's training runs as Epoch AI extracted them (assets/reference/): one run per
+    point, with N, D = C/(6N), C and a final "loss" summary point (the run-summary importer reads it)."""
+    from importers import parse_file
+
+    runs = parse_file(CHINCHILLA_CSV, fmt="summary")
+    for run in runs:
+        run.name = run.name.replace(CHINCHILLA_CSV.stem, "chinchilla", 1)
+        run.source_file = f"assets/reference/{CHINCHILLA_CSV.name}"
+        run.tags = [EXAMPLE_TAG, CHINCHILLA_TAG]
+    return runs
+
+
+def seed_chinchilla_example(store: Store, n_bootstrap: int = 1000, progress: Progress = None) -> int:
+    """Store the Chinchilla runs and fit them as Besiroglu et al. 2024 did (Approach 3, Huber δ = 1e-3,
+    the published 4,500-start grid, the 5 highest-loss points dropped, bootstrap); returns the fit id."""
+    from services.fits import FitOptions, Target, fit_and_save, load_fit_data  # scipy: only when fitting
+
+    runs = chinchilla_runs()
+    store.ingest(runs, on_duplicate="skip")
+    data = load_fit_data(store, [r.name for r in runs], Target(kind="final", metric="loss"), n_kind="total",
+                         selection_extra={"filter": {"tags": [CHINCHILLA_TAG]}})
+    fit_id, _ = fit_and_save(store, data, FitOptions(grid="full", drop_highest=5, n_bootstrap=n_bootstrap, seed=0),
+                             name=EXAMPLE_FIT_NAME, progress=progress)
+    return fit_id
+
+
+def seed_example_evals(store: Store) -> dict:
+    """The bundled eval tables as datasets: the observational-scaling base models and Pythia."""
+    from services.evals import import_eval_paths
+
+    return {tag: import_eval_paths(store, [str(path)], tags=[EXAMPLE_TAG, tag])["rows"]
+            for tag, path in ((OBSSCALING_TAG, OBSSCALING_CSV), (PYTHIA_TAG, PYTHIA_CSV))}
+
+
+def build_demo(store: Store, routing: bool = True, n_bootstrap: int = 1000, progress: Progress = None) -> int:
+    """Compute the whole demo into an empty store (what the snapshot holds); returns the runs added.
+    Minutes of CPU: assets/build_demo_snapshot.py runs it once, first start restores its result."""
+    say = progress or (lambda done, total, message: None)
+    say(0, 5, "probe demo sweep")
+    added = seed_probe_demo(store)
+    if added:
+        seed_demo_fit(store)
+    say(1, 5, "Chinchilla example runs and fit (4,500 starts, bootstrap)")
+    seed_chinchilla_example(store, n_bootstrap=n_bootstrap)
+    say(2, 5, "example eval tables")
+    seed_example_evals(store)
+    if routing:
+        say(3, 5, "routing captures of the bundled MoE")
+        from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded
+
+        try:
+            seed_bundled_capture(store)
+        except ScaleScopeError as exc:  # the runs are seeded; the Routing page can still capture
+            logging.getLogger(__name__).warning("bundled routing capture skipped: %s", exc)
+    say(5, 5, "done")
+    return len(store.run_names())
+
+
+def has_snapshot(folder: Optional[Path] = None) -> bool:
+    return (Path(folder or SNAPSHOT_DIR) / "manifest.json").is_file()
+
+
+def restore_snapshot(store: Store, folder: Optional[Path] = None, progress: Progress = None) -> int:
+    """Load the precomputed demo into the empty ``store`` (the backup restore's fast path, one
+    transaction); returns the runs restored."""
+    from services.backup import restore_into
+
+    return restore_into(store, folder or SNAPSHOT_DIR, progress)["tables"]["runs"]
+
+
+def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None) -> int:
     """Seed the demo into an empty store; returns the number of runs added (0 when not empty).
 
+    The bundled snapshot when there is one (a fraction of a second), else the demo computed here.
     ``SCALESCOPE_DEMO=synthetic`` picks the synthetic sweep even when the probe sweep is bundled
     (the tests do, so their numbers do not move when the bundled sweep is regenerated).
     With ``routing``, also capture the bundled tiny MoE checkpoints on the bundled held-out text
-    (issue 5), so the Routing page has heatmaps at once; a broken asset never stops the app.
+    (issue 5), so the Routing page has heatmaps at once; a broken asset never stops the app (the
+    snapshot carries its captures already).
     """
     if not store.is_empty():
         return 0
     use_probe = os.environ.get("SCALESCOPE_DEMO", "probe") != "synthetic"
+    if use_probe and has_snapshot():
+        try:
+            return restore_snapshot(store, progress=progress)
+        except ScaleScopeError as exc:  # e.g. a snapshot of an older schema: compute the demo instead
+            logging.getLogger(__name__).warning("bundled demo snapshot not used (%s): run "
+                                                "`python assets/build_demo_snapshot.py`; computing the demo", exc)
     added = use_probe and seed_probe_demo(store)
     if added:
         seed_demo_fit(store)
+        seed_chinchilla_example(store, n_bootstrap=200)
+        seed_example_evals(store)
+        added = len(store.run_names())
     else:
         added = len(store.ingest(synthetic_runs(), on_duplicate="skip"))
     if routing:

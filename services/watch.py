@@ -37,7 +37,7 @@ from importers import hf_trainer, lightning, tensorboard_events
 from importers.base import ParsedRun
 from importers.derive import concat_metrics
 from importers.incremental import SETTLE_S, Read, is_watchable, read_file, state_from_json, state_to_json
-from services.ingest import ingest_paths
+from services.ingest import check_tag, default_tag, ingest_paths, tag_runs
 
 WATCH_ENV = "SCALESCOPE_WATCH"              # dir1:dir2 (os.pathsep-separated), watched by the dashboard
 INTERVAL_ENV = "SCALESCOPE_WATCH_INTERVAL"  # seconds between scans
@@ -124,7 +124,7 @@ def inbox_of(store: Store | str) -> Optional[Path]:
 
 
 def hand_to_inbox(url: str, paths: Sequence[str | os.PathLike], fmt: Optional[str] = None,
-                  on_duplicate: str = "error") -> Path:
+                  on_duplicate: str = "error", tag: Optional[str] = None) -> Path:
     """Copy files or folders into a new batch of the store's inbox; returns the batch folder.
 
     The manifest is written last (atomically), so a watcher never imports a half-copied batch."""
@@ -143,7 +143,8 @@ def hand_to_inbox(url: str, paths: Sequence[str | os.PathLike], fmt: Optional[st
         (shutil.copytree if p.is_dir() else shutil.copy2)(p, target)
         names.append(target.name)
     tmp = batch / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"files": names, "format": fmt, "on_duplicate": on_duplicate}))
+    tmp.write_text(json.dumps({"files": names, "format": fmt, "on_duplicate": on_duplicate,
+                               "tag": check_tag(tag, sources)}))  # the tag of the paths as given
     os.replace(tmp, batch / MANIFEST)
     return batch
 
@@ -327,6 +328,7 @@ class Watcher:
             else:
                 self._save(new, row)
             return
+        tag_runs(read.runs, default_tag([folder]))  # a new run is tagged with its watched folder's name
         names = [r.name for r in read.runs]
         new["runs"] = list(dict.fromkeys(list(base["runs"]) + names))
         try:
@@ -383,7 +385,7 @@ class Watcher:
                 manifest = json.loads((batch / MANIFEST).read_text())
                 files = [batch / "files" / n for n in manifest["files"]]
                 added = ingest_paths(self.store, files, fmt=manifest.get("format"),
-                                     on_duplicate=manifest.get("on_duplicate") or "error")
+                                     on_duplicate=manifest.get("on_duplicate") or "error", tag=manifest.get("tag"))
                 entry = {"batch": batch.name, "status": "imported", "runs": [a["name"] for a in added],
                          "message": f"imported {len(added)} run(s)"}
                 shutil.rmtree(batch, ignore_errors=True)

@@ -82,13 +82,13 @@ def fit_warnings(*, theta, theta_names: Sequence[str], grid_low=None, grid_high=
                 continue
             if abs(theta[j] - bound[j]) <= 1e-8 * (1.0 + abs(bound[j])):
                 warns.append(f"{name} = {theta[j]:.4g} sits on its {side} bound: the best fit lies outside the allowed "
-                             "range; widen the bound or check the data")
+                             "range; check the data")
         if check_grid and grid_low is not None and grid_high is not None:
             lo, hi = float(grid_low[j]), float(grid_high[j])
             margin = 0.1 * max(hi - lo, 1e-12)
             if theta[j] < lo - margin or theta[j] > hi + margin:
                 warns.append(f"{name} = {theta[j]:.4g} lies outside the start grid [{lo:.4g}, {hi:.4g}]: the grid may "
-                             "miss this basin; widen the grid and refit")
+                             "miss this basin; refit with the full start grid")
     for name in exponent_names:
         if name in names and theta[names.index(name)] <= 1e-3:
             warns.append(f"{name} ≈ {theta[names.index(name)]:.2g}: its term is constant over the data and cannot be "
