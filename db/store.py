@@ -410,7 +410,27 @@ class Store:
 
     # ---------------------------------------------------------------- runs: read / edit / delete
     def runs(self) -> pd.DataFrame:
-        """Every run with its sizes and number of metric rows (one row per run, ordered by id)."""
+        """Every run with its sizes and number of metric rows (one row per run, ordered by id).
+
+        On DuckDB (one writer process, so ``version`` sees every change) it is kept per store
+        version: pages ask for it several times a rerun, and counting the metric rows scans the
+        whole table; a copy is returned, so callers may change it."""
+        return self._memo(("runs",), self._read_runs).copy()
+
+    def _memo(self, key: tuple, compute):
+        """``compute()``, kept per store version on DuckDB (one writer process: ``version`` sees every
+        change); read afresh on a database server, where other processes write too."""
+        if self.dialect is not dialects.DUCKDB:
+            return compute()
+        version = self.version()
+        memo = self.__dict__.get("_memos")
+        if memo is None or memo.get("version") != version or len(memo) > 64:
+            memo = self.__dict__["_memos"] = {"version": version}
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def _read_runs(self) -> pd.DataFrame:
         with self.read() as conn:
             frame = pd.read_sql(sa.text(
                 "SELECT r.*, coalesce(m.n, 0) AS n_metric_rows FROM runs r "
@@ -509,6 +529,10 @@ class Store:
 
     # ---------------------------------------------------------------- metrics: read
     def metric_names(self, run_names: Optional[Iterable[str]] = None) -> list[str]:
+        names = None if run_names is None else tuple(run_names)
+        return list(self._memo(("metric_names", names), lambda: self._read_metric_names(names)))
+
+    def _read_metric_names(self, run_names: Optional[Iterable[str]] = None) -> list[str]:
         query = "SELECT DISTINCT m.name FROM metrics m"
         params: dict = {}
         if run_names is not None:

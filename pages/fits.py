@@ -40,6 +40,7 @@ LATEX_SYMBOLS = {"alpha": r"\alpha", "beta": r"\beta", "gamma": r"\gamma", "eta"
                  "alpha_N": r"\alpha_N", "alpha_D": r"\alpha_D", "alpha_C": r"\alpha_C", "r_star_d": "R^*_D",
                  "r_star_n": "R^*_N", "e_start": r"\hat E_{\mathrm{start}}", "e_max": r"\hat E_{\max}",
                  "N_coef": "N_0", "D_coef": "D_0"}
+MAX_ISOFLOP_GROUPS = 12  # data not planned as IsoFLOP sweeps (e.g. Chinchilla's 245 runs): at most this many FLOP bands
 EXCLUDE_CHARTS = ("fig_data_vs_fit", "fig_loss_vs_compute")  # charts whose points can be clicked to exclude them
 LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11))  # clear of the colour bar
 
@@ -306,10 +307,16 @@ def fig_isoflop(result, data, overlay=None) -> go.Figure:
         groups = np.asarray(result.diagnostics.budget_of_point, dtype=int)
         budgets = np.array([p["flops"] for p in profiles])
     else:
-        groups = group_budgets(data.flops, sorted(set(data.budget.tolist()))
-                               if data.budget is not None and np.isfinite(data.budget).all() else None)
+        planned = sorted(set(data.budget.tolist())) if data.budget is not None and np.isfinite(data.budget).all() \
+            else None
+        gap = 0.05
+        groups = group_budgets(data.flops, planned, gap)
+        while planned is None and groups.max() + 1 > MAX_ISOFLOP_GROUPS:  # not an IsoFLOP sweep: coarser bands
+            gap *= 1.5
+            groups = group_budgets(data.flops, None, gap)
         budgets = np.array([float(np.exp(np.log(data.flops[groups == g]).mean())) for g in range(groups.max() + 1)])
         profiles = None
+    n_stars = result.frontier(budgets)[0] if result.method == "approach3" else None  # one call, every budget
     for g, (budget, color) in enumerate(zip(budgets, colors_for(budgets))):
         idx = groups == g
         if idx.sum() == 0:
@@ -330,7 +337,7 @@ def fig_isoflop(result, data, overlay=None) -> go.Figure:
             curve = result.predict({"n_params": n_grid, "tokens": budget / (6.0 * n_grid)})
             fig.add_trace(go.Scatter(x=n_grid, y=curve, mode="lines", line=dict(color=color), legendgroup=str(g),
                                      showlegend=False, hoverinfo="skip"))
-            n_star = float(result.frontier([budget])[0][0])
+            n_star = float(n_stars[g])
             l_star = result.predict({"n_params": [n_star], "tokens": [budget / (6 * n_star)]})
             fig.add_trace(go.Scatter(x=[n_star], y=l_star, mode="markers", legendgroup=str(g), showlegend=False,
                                      marker=dict(symbol="star", size=15, color=color,
@@ -768,9 +775,10 @@ if data is not None:
 st.subheader("Export")
 c1, c2, c3 = st.columns(3)
 export = {k: (str(v) if k == "created_at" else v) for k, v in row.items()}
-c1.download_button("Parameters as JSON", json.dumps(export, indent=1, default=str).encode(), f"fit_{shown_id}.json",
-                   "application/json", key="dl_fit_json")
-c1.download_button("Parameters as CSV", table.to_csv(index=False).encode(), f"fit_{shown_id}.csv", "text/csv",
+# Deferred (a callable): the JSON holds every bootstrap sample; made on the click, not on every rerun.
+c1.download_button("Parameters as JSON", lambda: json.dumps(export, indent=1, default=str).encode(),
+                   f"fit_{shown_id}.json", "application/json", key="dl_fit_json")
+c1.download_button("Parameters as CSV", lambda: table.to_csv(index=False).encode(), f"fit_{shown_id}.csv", "text/csv",
                    key="dl_fit_csv")
 if figures:
     which = c2.selectbox("Figure", list(figures), key="export_figure",

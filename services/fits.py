@@ -247,7 +247,8 @@ def runs_with_sizes(store: Store, names: Sequence[str], n_kind: str = "total") -
     runs = runs[runs["name"].isin(list(names))]
     sizes = _sizes(runs, n_kind)
     ok = (sizes["n"] > 0) & ((sizes["run_tokens"] > 0) | (sizes["run_flops"] > 0))
-    return [n for n in names if n in set(sizes.index[ok])]
+    sized = set(sizes.index[ok])  # once: a set per name made this quadratic (~0.3 s for 250 runs)
+    return [n for n in names if n in sized]
 
 
 # ============================================================================================
