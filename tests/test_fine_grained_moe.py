@@ -113,3 +113,30 @@ def test_plan_cli_granularity_json_equals_core(capsys):
     rc = main(["plan", "--flops", "1e22", "--granularity", "0.3"])
     err = capsys.readouterr().err
     assert rc == 2 and "granularity" in err and len(err.strip().splitlines()) == 1
+
+
+def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
+    """The Planner page's fine-grained MoE panel (AppTest): the default budget's best-granularity plan."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from pages.planner import DEFAULT_BUDGET, human
+
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "planner.py")
+    at = AppTest.from_file(page, default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    best, _ = fg.best_granularity(DEFAULT_BUDGET, P)
+    assert shown["Granularity G"] == f"{best.granularity:g}"
+    assert shown["Active N* (fine-grained)"] == human(best.n_active_params)
+    assert shown["Tokens D* (fine-grained)"] == human(best.tokens)
+    assert shown["Loss (fine-grained)"] == f"{best.loss:.4f}"
+    # a chosen granularity and top-k
+    at.selectbox(key="planner_fg_granularity").set_value(4).run()
+    at.selectbox(key="planner_fg_top_k").set_value(2).run()
+    assert not at.exception
+    ref = fg.moe_plan(DEFAULT_BUDGET, P, fg.MoEShape(64, 4, 2))
+    assert {m.label: m.value for m in at.metric}["Active N* (fine-grained)"] == human(ref.n_active_params)
+    assert any("extrapolation" in c.value for c in at.caption)

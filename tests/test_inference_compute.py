@@ -93,3 +93,29 @@ def test_plan_cli_inference_budget_json_equals_core(capsys):
     rc = main(["plan", "--inference-budget", "-5"])
     err = capsys.readouterr().err
     assert rc == 2 and "Inference budget" in err and len(err.strip().splitlines()) == 1
+
+
+def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
+    """The Planner page's inference-compute panel (AppTest), beside the Sardana & Frankle view."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from pages.planner import human
+
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "planner.py")
+    at = AppTest.from_file(page, default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.subheader]
+    assert headers.index("Inference compute: model size vs samples (Wu et al. 2024)") == \
+        headers.index("Inference-aware plan (Sardana & Frankle 2023)") + 1
+    for budget, strategy in ((1e15, "majority"), (1e13, "best_of_n")):
+        at.select_slider(key="planner_ic_budget").set_value(budget).run()
+        at.radio(key="planner_ic_strategy").set_value(strategy).run()
+        assert not at.exception
+        core = ic.plan_inference(budget, ic.SampleAccuracyLaw(), strategy=strategy)
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Best model size"] == human(core.best.n_params)
+        assert shown["Samples per problem"] == f"{core.best.samples:,}"
+        assert shown["Accuracy"] == f"{core.best.accuracy:.1%}"
