@@ -178,6 +178,8 @@ def sweep(args, ctx) -> int:
     from services import probes as probe_runs
 
     if args.mixture is not None:
+        if ctx.enabled:
+            raise ProbeError("A mixture sweep runs in one process: start it with python, not torchrun.")
         return _mixture_sweep(args)
     if not args.budgets:
         raise ProbeError("Give --budgets (an IsoFLOP sweep) or --mixture with --tokens (a D-CPT mixture sweep).")
