@@ -13,7 +13,7 @@ from services.seed import seed_if_empty
 from services.runs import Store, default_url, store_version
 
 
-@st.cache_resource(show_spinner="Opening the database (first start: seeding the demo)…")
+@st.cache_resource(show_spinner="Opening the database (first start: loading the bundled demo)…")
 def _open_store(url: str) -> Store:
     store = Store(url, check=True)  # a damaged file is reported here, once, not by some later query
     seed_if_empty(store, routing=os.environ.get("SCALESCOPE_SEED_ROUTING", "1") != "0")

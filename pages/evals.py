@@ -7,8 +7,8 @@ import streamlit as st
 from core.downstream import DownstreamFit
 from core.observational import PCAConfig, benchmark_pca, family_compute_efficiency
 from services.evals import (
-    LOWER_IS_BETTER, X_AXES, benchmark_labels, filter_evals, fit_points, import_eval_uploads, load_evals, model_table,
-    pca_matrix, save_eval_fit, scaling_points, split_label,
+    ALL_DATASETS, LOWER_IS_BETTER, X_AXES, benchmark_labels, eval_datasets, filter_evals, fit_points,
+    import_eval_uploads, in_dataset, load_evals, model_table, pca_matrix, save_eval_fit, scaling_points, split_label,
 )
 from importers.evals import is_accuracy_like
 from core import format as fmt
@@ -62,6 +62,15 @@ if evals.empty:
     st.info("No eval results yet: import a harness results file or an eval table above.")
     st.stop()
 
+# One dataset (an import's tag) at a time, the bundled observational-scaling table first: the PCA and
+# the fits below never mix unrelated model sets unless "all" is chosen.
+datasets, tags_of = cached(eval_datasets, evals)
+dataset_choices = datasets + [ALL_DATASETS]
+if st.session_state.get("evals_dataset") not in dataset_choices:
+    st.session_state.pop("evals_dataset", None)
+dataset = st.selectbox("Dataset (tag)", dataset_choices, key="evals_dataset",
+                       help="Every import is tagged; the bundled public tables are tagged example.")
+evals = in_dataset(evals, dataset, tags_of)
 
 # ------------------------------------------------------------------ table
 st.subheader("Eval results")
@@ -96,7 +105,8 @@ if x == "loss":
     loss_metric = st.selectbox("Loss metric (read at each eval's step)", loss_names or ["loss"],
                                index=loss_names.index("loss") if "loss" in loss_names else 0, key="evals_loss_metric")
     if loss_metric != "loss":
-        shown = filter_evals(load_evals(store, loss_metric=loss_metric), tasks=tasks, families=families, runs=runs)
+        shown = filter_evals(in_dataset(cached(load_evals, loss_metric=loss_metric), dataset, tags_of), tasks=tasks,
+                             families=families, runs=runs)
 
 base_metric = metric.split(",", 1)[0].lower()
 default_law = "sigmoid" if is_accuracy_like(metric) else "power_law" if base_metric in LOWER_IS_BETTER else "log_law"

@@ -475,8 +475,17 @@ if LAWS[law].data_note:
 
 # ====================================================================================== data
 with st.expander("Data and target", expanded=True):
+    # One dataset (an import's tag) at a time, the bundled Chinchilla example first: a fit never mixes
+    # unrelated uploads unless "all runs" is chosen on purpose.
+    datasets = cached(fit_data.datasets)  # by store version: a widget change re-reads nothing
+    choices = datasets + [fit_data.ALL_RUNS]
+    if st.session_state.get("fit_dataset") not in choices:
+        st.session_state.pop("fit_dataset", None)
     c1, c2 = st.columns(2)
-    tags = c1.multiselect("Runs with any of the tags", fit_data.all_tags(store), key="fit_tags")
+    dataset = c1.selectbox("Dataset (tag)", choices, key="fit_dataset",
+                           help="Every import is tagged (its file or folder name unless you gave a tag); "
+                                "the demo's runs are tagged demo, the bundled public data example.")
+    tags = [] if dataset == fit_data.ALL_RUNS else [dataset]
     name_filter = c2.text_input("Filter by name or tag", key="fit_filter", placeholder="e.g. demo, C1e19, moe")
     try:
         matching = fit_data.select_runs(store, None, name_filter or None, tags)
@@ -579,10 +588,10 @@ if ours.empty:
     st.info("No fit stored yet: choose runs and press Fit.")
     st.stop()
 labels = {int(r["id"]): fit_label(r) for r in ours.to_dict("records")}
-if st.session_state.get("shown_fit") not in labels:
-    st.session_state["shown_fit"] = next(iter(labels))
 if st.session_state.get("_fit_to_show") in labels:  # a refit without excluded points was just stored
     st.session_state["shown_fit"] = st.session_state.pop("_fit_to_show")
+if st.session_state.get("shown_fit") not in labels:  # open on the bundled well-identified example fit
+    st.session_state["shown_fit"] = fit_data.default_fit_id(ours) or next(iter(labels))
 shown_id = st.selectbox("Stored fit", list(labels), format_func=labels.get, key="shown_fit")
 row, result = cached(row_and_result, shown_id)
 selection = row["selection"] or {}
@@ -602,8 +611,11 @@ st.caption(f"{LAW_LABELS.get(result.law, result.law)} · {METHOD_LABELS.get(resu
            + (f" · {settings['drop_highest']} highest dropped" if settings.get("drop_highest") else "")
            + (" · α = β fixed" if settings.get("fix_alpha_eq_beta") else "")
            + (" · weighted by run" if selection.get("weight_by_run") else ""))
-for warning in result.warnings:
-    st.warning(literal(warning))
+if result.warnings:  # one sentence; the diagnostics behind it on demand
+    st.warning(literal(fit_data.warning_summary(result, data)))
+    with st.expander(f"The {len(result.warnings)} diagnostic(s) behind this"):
+        for warning in result.warnings:
+            st.caption(literal(warning))
 
 # The fitted law as a researcher quotes it: LaTeX with ± one bootstrap standard error, and the same
 # LaTeX as text with a copy button (st.code's).

@@ -34,7 +34,7 @@ from core.planner import params_from_fit
 from core.registry import law_of
 from core.presets import list_presets
 from core.reference_models import reference_models
-from services.fits import get_fit, list_fits
+from services.fits import default_fit_id, get_fit, list_fits
 from services.probes import list_probes
 from core import format as fmt
 from pages import theme
@@ -357,7 +357,11 @@ def planner(fits, probes) -> None:
     problems: list[str] = []
     labels = law_labels(fits)
     law_keys = list(labels)
-    _seed("planner_law", "law", DEFAULT_PRESET, _choice_in(law_keys, "law"), problems)
+    # The default law: Besiroglu et al. 2024's refit — as the bundled Chinchilla example fit when it is
+    # stored (the same data and settings, with its bootstrap samples: bands), else the published preset.
+    example = default_fit_id(fits)
+    default_law = f"fit-{example}" if example is not None and f"fit-{example}" in labels else DEFAULT_PRESET
+    _seed("planner_law", "law", default_law, _choice_in(law_keys, "law"), problems)
     _seed("planner_mode", "mode", "flops", _choice_in(["flops", "cluster"], "budget mode"), problems)
     _seed("planner_inference", "inference_tokens", 0.0,
           lambda r: _snap(r, INFERENCE_OPTIONS, "inference tokens"), problems)

@@ -304,7 +304,7 @@ else:
         c1, c2 = st.columns([1, 3])
         if c1.button("Fit this sweep", key="sweep_fit", type="primary"):
             # The Fits page selects runs by tag: preselect this sweep's tag and its held-out loss.
-            st.session_state["fit_tags"] = [tag]
+            st.session_state["fit_dataset"] = tag
             st.session_state["fit_filter"] = ""
             st.session_state["fit_runs"] = runs["name"].tolist()
             st.session_state["fit_metric"] = "eval_loss"

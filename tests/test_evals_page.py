@@ -130,6 +130,20 @@ def test_empty_store_invites_an_import(page_store):
     assert at.button(key="evals_import").disabled
 
 
+def test_fresh_store_opens_on_the_observational_scaling_pca(page_store, monkeypatch):
+    """The bundled demo: the Evals page opens on the observational-scaling dataset (not mixed with the
+    Pythia or demo evals) and its PCA, with no error."""
+    from services.seed import OBSSCALING_TAG
+
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="evals_dataset").value == OBSSCALING_TAG
+    assert at.caption[0].value.startswith("1144 of 1144 eval results · 148 runs · 8 tasks")
+    assert any(c.value.startswith("148 models × 8 benchmarks") for c in at.caption)
+    assert chart_spec(at, "evals_pc_space")["data"]
+
+
 def test_thirty_families_are_distinct_and_names_are_escaped(page_store):
     """Issue 13 §9: ≥ 30 distinguishable families (palette × marker symbols), and a name with HTML
     shows literally in Plotly (escaped once, by pages.theme.name)."""

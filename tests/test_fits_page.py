@@ -224,3 +224,34 @@ def test_interval_level_setting_excluding_points_and_refitting(page_store):
     assert at.selectbox(key="shown_fit").value == new_id
     assert at.success[0].value.startswith(f"Stored fit #{new_id}: the same law, settings and seed on 28 points")
     assert at.button(key="refit_without_button").label == "Refit without 0 points"
+
+
+def test_opens_on_the_chinchilla_example_fit_and_one_dataset(page_store, monkeypatch):
+    """A fresh store (the bundled demo snapshot): the Fits page preselects the Chinchilla example dataset
+    and shows its well-identified fit; the probe demo sweep's fit explains its weak identification in
+    one sentence, offering no control the page does not have."""
+    from services.seed import CHINCHILLA_TAG, DEMO_FIT_NAME, EXAMPLE_FIT_NAME, PROBE_DEMO_TAG
+
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    at = open_page()
+    assert at.selectbox(key="fit_dataset").value == CHINCHILLA_TAG
+    assert "245 of 245 matching runs selected." in [c.value for c in at.caption]
+    fits = list_fits(page_store)
+    example = int(fits.loc[fits["name"] == EXAMPLE_FIT_NAME, "id"].iloc[0])
+    assert at.selectbox(key="shown_fit").value == example
+    table = at.dataframe[0].value.set_index("name")
+    assert float(str(table.loc["E", "value"]).split()[0]) == pytest.approx(1.8172, abs=0.005)  # number or text
+    assert not at.warning and not at.error
+
+    demo = int(fits.loc[fits["name"] == DEMO_FIT_NAME, "id"].iloc[0])
+    at.selectbox(key="shown_fit").set_value(demo).run()
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1
+    sentence = at.warning[0].value
+    assert "identify the law only weakly" in sentence and sentence.count(". ") == 0
+    assert "max_iter" not in sentence and not any("max_iter" in c.value for c in at.caption)
+
+    at.selectbox(key="fit_dataset").set_value(PROBE_DEMO_TAG).run()
+    assert "14 of 14 matching runs selected." in [c.value for c in at.caption]
+    at.selectbox(key="fit_dataset").set_value("(all runs)").run()
+    assert not at.exception

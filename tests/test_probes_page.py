@@ -77,7 +77,7 @@ def test_sweep_from_the_page_lands_runs_and_opens_fits(page_store, monkeypatch):
 
     at.button(key="sweep_fit").click().run()
     assert not at.exception and [t.value for t in at.title] == ["Fits"]
-    assert at.multiselect(key="fit_tags").value == [tag]
+    assert at.selectbox(key="fit_dataset").value == tag
     assert sorted(at.multiselect(key=f"fit_runs__{tag}").value) == sorted(mine["name"])
     assert at.selectbox(key="fit_metric").value == "eval_loss"
     assert at.session_state["fit_runs"] == mine["name"].tolist()
@@ -136,3 +136,12 @@ def test_throughput_probe_from_the_page(page_store):
     assert sorted(table["kind"]) == ["forward", "forward_backward"] and (table["tokens/s"].str.replace(",", "").astype(float) > 100).all()
     cells = table.astype(str).to_numpy().ravel()  # one format: no None, no raw 1.23e+04
     assert not {"None", "nan"} & set(cells) and not any("e+" in c for c in cells)
+
+
+def test_the_demo_sweep_is_listed_under_stored_sweeps(page_store, monkeypatch):
+    """A fresh store (the bundled demo snapshot) lists the probe demo sweep, its IsoFLOP chart drawn."""
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    at = AppTest.from_file(str(ROOT / "pages" / "probes.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="sweep_shown").value == "demo"
+    assert len(chart(at, "sweep_isoflop_chart")["data"]) == 3  # three budgets
