@@ -140,3 +140,47 @@ def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
     ref = fg.moe_plan(DEFAULT_BUDGET, P, fg.MoEShape(64, 4, 2))
     assert {m.label: m.value for m in at.metric}["Active N* (fine-grained)"] == human(ref.n_active_params)
     assert any("extrapolation" in c.value for c in at.caption)
+
+
+def test_fits_page_fits_runs_with_a_granularity(db_url, monkeypatch):
+    """The Fits page (AppTest) fits the law to stored runs whose config carries 'granularity'."""
+    from pathlib import Path
+
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    from core.runs import ParsedRun
+    from db.fits import list_fits
+    from db.store import Store
+    from services import fits as fit_data
+
+    n, d, g = (a.ravel() for a in np.meshgrid(np.logspace(7, 9, 3), np.logspace(9, 11, 3), [1, 4, 16],
+                                              indexing="ij"))
+    y = fg.fine_grained_loss(n, d, g, P)
+    runs = [ParsedRun(name=f"fgmoe-{i}", source_format="summary", arch="moe", n_params=64 * n[i],
+                      n_active_params=n[i], tokens=d[i], flops=6 * n[i] * d[i], config={"granularity": float(g[i])},
+                      tags=["fgmoe"], metrics=pd.DataFrame({"name": ["loss"], "step": [np.nan], "tokens": [d[i]],
+                                                            "flops": [6 * n[i] * d[i]], "wall_time": [np.nan],
+                                                            "value": [float(y[i])]}))
+            for i in range(n.size)]
+    store = Store(db_url)
+    store.ingest(runs)
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "fits.py"),
+                               default_timeout=240).run()
+        assert not at.exception, [e.value for e in at.exception]
+        at.selectbox(key="fit_law").set_value("fine_grained_moe").run()
+        at.selectbox(key="fit_dataset").set_value(fit_data.ALL_RUNS).run()
+        at.text_input(key="fit_filter").set_value("fgmoe-").run()
+        at.number_input(key="fit_bootstrap").set_value(0).run()
+        at.radio(key="fit_n_kind").set_value("active").run()  # Krajewski et al.: active parameters
+        assert any("Krajewski et al. 2024" in c.value for c in at.caption)
+        at.button(key="fit_button").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        fits = list_fits(store)
+        params = fits[fits["law"] == "fine_grained_moe"]["params"].iloc[0]
+        for name in fg.FGMOE_PARAMS:
+            assert params[name] == pytest.approx(getattr(P, name), rel=1e-3), name
+    finally:
+        store.close()
