@@ -267,3 +267,24 @@ def test_binary_copy_encoding_keeps_every_value(pg_url, n_words):
             copy.write(dialects._BINARY_SIGNATURE + dialects._binary_rows(batch) + dialects._BINARY_TRAILER)
         got = sorted(conn.execute("SELECT c, a, b FROM t").fetchall())
     assert got == [(i, words[i], None if np.isnan(floats[i]) else floats[i]) for i in range(5000)]
+
+
+# ----------------------------------------------------------------------------------- pages on the server
+PAGES = ("runs", "fits", "planner", "evals", "probes", "routing")
+
+
+def test_the_dashboard_and_every_page_open_on_a_postgresql_store(pg_url, monkeypatch):
+    """First start seeds the demo into an empty PostgreSQL database, then each page draws without an
+    exception: the same pages, services and Store as on DuckDB."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCALESCOPE_DB_URL", pg_url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(h.value.endswith(" runs") for h in at.subheader), [h.value for h in at.subheader]
+    for page in PAGES:
+        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=240).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    store = Store(pg_url, create=False)
+    assert len(store.run_names()) > 0 and store.schema_version() >= 3
+    store.close()
