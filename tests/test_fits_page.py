@@ -205,6 +205,19 @@ def test_interval_level_setting_excluding_points_and_refitting(page_store):
     assert [t["name"] for t in chart(at, "fig_loss_vs_compute")["data"]][1] == "68% bootstrap band"
     assert at.query_params["cl"] == "68"
 
+    # a click (or box/lasso) on the chart toggles the picked runs' exclusion; the same selection seen
+    # again on a later rerun changes nothing
+    def pick(*points):
+        at.session_state[f"fig_data_vs_fit_{fit_id}"] = {"selection": {
+            "points": [{"customdata": [i]} for i in points], "point_indices": list(points), "box": [], "lasso": []}}
+        at.run()
+        assert not at.exception
+        return at.multiselect(key=f"fit_excluded_{fit_id}").value
+
+    assert len(pick(0, 3)) == 2
+    assert len(pick(0, 3)) == 2
+    assert len(pick(0)) == 1  # a new pick: run 0 comes back
+
     # points picked on the chart are marked (hollow) and a refit leaves them out, stored as a new fit
     runs = sorted(r for r in stored["selection"]["runs"])[:2]
     at.multiselect(key=f"fit_excluded_{fit_id}").set_value(runs).run()
