@@ -222,7 +222,7 @@ def _dcpt_law(general: bool) -> "Law":
         latex=(r"L_{" + ("g" if general else "d") + r"}(N, D, r) = E + \frac{A}{N^\alpha} + \frac{B\,r^\eta}{D^\beta}"
                r" + \frac{C}{(r + \epsilon)^\gamma},\; r = " + (r"1 - r_d" if general else r"r_d")),
         citation="Que et al. 2024, 'D-CPT Law: Domain-specific Continual Pre-Training Scaling Law for Large Language "
-                 "Models', eq. (4) (form as read, see core/dcpt.py); r_d the domain share of the training mixture",
+                 "Models', eq. (4) (form as recalled, see core/dcpt.py); r_d the domain share of the training mixture",
         param_names=dcpt.DCPT_PARAMS, inputs=("n_params", "tokens", "mixture_ratio"),
         predict_fn=lambda p, x: dcpt.dcpt_loss(x["n_params"], x["tokens"],
                                                (1.0 - np.asarray(x["mixture_ratio"], np.float64)) if general
