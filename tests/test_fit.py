@@ -24,6 +24,7 @@ from core.fitting.solver import NewtonOptions, batched_newton
 from core.registry import LAW_NAMES
 from core.laws import (
     BESIROGLU_2024,
+    ChinchillaParams,
     KAPLAN_2020,
     RoutedParams,
     chinchilla_loss,
@@ -157,6 +158,85 @@ def test_epoch_chinchilla_data_reproduces_besiroglu_estimates(epoch_points):
     assert r.objective == pytest.approx(1.0182740178e-3, rel=1e-8)
     assert r.warnings == []
     assert sorted(r.diagnostics.dropped_index.tolist()) == sorted(np.argsort(loss)[-5:].tolist())
+
+
+# --------------------------------------------------------------------------------------------
+# Triage (core/fitting/triage.py): merged and stopped starts, the same optimum and bootstrap
+# --------------------------------------------------------------------------------------------
+# The full 4,500-start search with 1,000 resamples (seed 0) before triage existed (commit 4f3e2ff):
+# every start run to its end, the winner polished by scipy L-BFGS-B.
+BEFORE_TRIAGE = {
+    "objective": 1.0182740178005974e-3,
+    "params": {"E": 1.8172180988459499, "A": 477.82586720186373, "B": 2143.4173636680353,
+               "alpha": 0.3473104987525805, "beta": 0.3671724326356271},
+    "intervals": {"E": [1.771317519038596, 1.8688156887717118], "A": [287.28009062003935, 728.4115223327369],
+                  "B": [1046.4634479255142, 5708.527058972946], "alpha": [0.31720374815776287, 0.3724746538315292],
+                  "beta": [0.33239394894279356, 0.414339156710659], "a": [0.4806029085120597, 0.5560578077889955],
+                  "b": [0.44394219221100456, 0.5193970914879403]},
+}
+
+
+@pytest.fixture(scope="module")
+def full_triaged_fit(epoch_points):
+    n, d, loss = epoch_points
+    return fit_chinchilla(n, d, loss, Approach3Settings(drop_highest=5, n_bootstrap=1000, seed=0))
+
+
+def test_triaged_search_returns_the_full_searchs_optimum_on_the_chinchilla_data(epoch_points, full_triaged_fit):
+    n, d, loss = epoch_points
+    full = fit_chinchilla(n, d, loss, Approach3Settings(drop_highest=5, n_bootstrap=0, triage=False))
+    fast = full_triaged_fit
+    opt = fast.diagnostics.optimizer
+    assert opt["n_merged"] > 1000 and opt["n_pruned"] > 1000 and opt["n_second_phase"] < 500  # it did triage
+    assert full.diagnostics.optimizer["n_merged"] == 0 and full.diagnostics.optimizer["n_pruned"] == 0
+    assert opt["iterations_mean"] < 0.6 * full.diagnostics.optimizer["iterations_mean"]
+    for result in (fast, full):
+        assert result.objective == pytest.approx(BEFORE_TRIAGE["objective"], rel=1e-10)
+        for k, value in BEFORE_TRIAGE["params"].items():
+            assert result.params[k] == pytest.approx(value, rel=1e-6), k
+
+
+def test_bootstrap_intervals_match_the_search_before_triage(full_triaged_fit):
+    # Same seed, same resamples; each refit starts from the optimum (equal to ~1e-9), so every
+    # bootstrap estimate and every interval end is the one computed before to ~1e-6.
+    for k, (low, high) in BEFORE_TRIAGE["intervals"].items():
+        assert full_triaged_fit.intervals[k][0] == pytest.approx(low, rel=1e-6), k
+        assert full_triaged_fit.intervals[k][1] == pytest.approx(high, rel=1e-6), k
+    q = np.quantile(full_triaged_fit.bootstrap_samples, [0.025, 0.5, 0.975], axis=0)
+    assert np.isfinite(q).all() and full_triaged_fit.bootstrap_samples.shape == (1000, 5)
+
+
+@pytest.mark.parametrize("noise, n_points, seed", [(0.0, 36, 0), (0.003, 36, 1), (0.02, 36, 2), (0.003, 150, 3),
+                                                   (0.02, 150, 4)])
+def test_triaged_search_returns_the_full_searchs_optimum_on_synthetic_laws(noise, n_points, seed):
+    # Random laws and sizes; 150 points take the coarse-to-fine path (merging, pruning, one full-data
+    # run per distinct coarse end point), 36 points the single phase (merging and pruning only).
+    rng = np.random.default_rng(seed)
+    law = ChinchillaParams(E=float(rng.uniform(1.0, 3.0)), A=float(10 ** rng.uniform(2, 3.5)),
+                           B=float(10 ** rng.uniform(2.5, 4)), alpha=float(rng.uniform(0.2, 0.8)),
+                           beta=float(rng.uniform(0.2, 0.8)))
+    n = 10 ** rng.uniform(7.5, 10.5, n_points)
+    d = 10 ** rng.uniform(9.0, 12.0, n_points)
+    loss = chinchilla_loss(n, d, law) * np.exp(rng.normal(0.0, noise, n_points))
+    fits = {triage: fit_chinchilla(n, d, loss, Approach3Settings(**SMALL_GRID, n_bootstrap=0, triage=triage))
+            for triage in (False, True)}
+    # abs: noise-free data stop at f ≈ 1e-19 (the solver's absolute floor, rtol·δ²/2 per point), not at one value
+    assert fits[True].objective == pytest.approx(fits[False].objective, rel=1e-10, abs=1e-17)
+    # The same fitted law: its values at every point, and each parameter that the data pin down (a term
+    # that vanishes, e.g. E → 0, may stop anywhere along its flat direction: 1e-16 and 3e-12 are both 0 here).
+    np.testing.assert_allclose(fits[True].diagnostics.fitted, fits[False].diagnostics.fitted, rtol=1e-7)
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert fits[True].params[k] == pytest.approx(fits[False].params[k], rel=1e-5, abs=1e-9), k
+    assert fits[True].diagnostics.optimizer["iterations_mean"] <= fits[False].diagnostics.optimizer["iterations_mean"]
+
+
+def test_triage_keeps_the_bootstrap_of_the_untriaged_fit(epoch_points):
+    n, d, loss = epoch_points
+    fits = [fit_chinchilla(n, d, loss, Approach3Settings(**SMALL_GRID, drop_highest=5, n_bootstrap=100, seed=3,
+                                                         triage=triage)) for triage in (False, True)]
+    np.testing.assert_allclose(fits[1].bootstrap_samples, fits[0].bootstrap_samples, rtol=1e-5)
+    for k in fits[0].intervals:
+        np.testing.assert_allclose(fits[1].intervals[k], fits[0].intervals[k], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
