@@ -11,7 +11,7 @@ import streamlit as st
 st.set_page_config(page_title="ScaleScope", page_icon=str(Path(__file__).resolve().parent / "assets" / "favicon.png"),
                    layout="wide")
 
-from pages.common import APP_MARK, get_store  # noqa: E402  (after set_page_config)
+from pages.common import APP_MARK, demo_status_line, get_store  # noqa: E402  (after set_page_config)
 from pages.watch_panel import start_watcher, watch_args  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -35,5 +35,6 @@ PAGES += [st.Page(PAGE_SPECS[0][0], title=PAGE_SPECS[0][1], icon=PAGE_SPECS[0][2
 page = st.navigation(PAGES)
 st.session_state[APP_MARK] = True  # this session goes through app.py (see pages.common)
 get_store()  # open (and on first start, seed) the store before any page draws
+demo_status_line()  # only while a demo without a usable snapshot is computed in the background
 start_watcher(get_store(), watch_args(sys.argv[1:]))  # watched folders: one background scanner per process
 page.run()

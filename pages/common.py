@@ -9,15 +9,35 @@ import streamlit as st
 
 from core.errors import Cancelled, ScaleScopeError
 from core.format import CONFIDENCE, CONFIDENCE_LEVELS, level as level_label
-from services.seed import seed_if_empty
+from services.seed import demo_status, seed_if_empty
 from services.runs import Store, default_url, store_version
 
 
 @st.cache_resource(show_spinner="Opening the database (first start: loading the bundled demo)…")
 def _open_store(url: str) -> Store:
     store = Store(url, check=True)  # a damaged file is reported here, once, not by some later query
-    seed_if_empty(store, routing=os.environ.get("SCALESCOPE_SEED_ROUTING", "1") != "0")
+    # the bundled snapshot (~0.2 s); without a usable one, the slow part is computed in the background
+    seed_if_empty(store, routing=os.environ.get("SCALESCOPE_SEED_ROUTING", "1") != "0", background=True)
     return store
+
+
+def demo_status_line() -> None:
+    """While the demo is computed in the background (no usable snapshot), a small status line in the
+    sidebar that follows it, and one rerun of the page once it is done."""
+    if demo_status() is None and not st.session_state.get("_demo_building"):
+        return
+    with st.sidebar:
+        _demo_status_fragment()
+
+
+@st.fragment(run_every=2.0)
+def _demo_status_fragment() -> None:
+    status = demo_status()
+    if status:
+        st.session_state["_demo_building"] = True
+        st.caption(literal(status))
+    elif st.session_state.pop("_demo_building", False):
+        st.rerun()  # the demo is complete: redraw the page with it
 
 
 APP_MARK = "_scalescope_via_app"  # set by app.py in every session it has run for

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -197,7 +198,7 @@ def restore_snapshot(store: Store, folder: Optional[Path] = None, progress: Prog
     return restore_into(store, folder or SNAPSHOT_DIR, progress)["tables"]["runs"]
 
 
-def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None) -> int:
+def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None, background: bool = False) -> int:
     """Seed the demo into an empty store; returns the number of runs added (0 when not empty).
 
     The bundled snapshot when there is one (a fraction of a second), else the demo computed here.
@@ -206,6 +207,10 @@ def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None
     With ``routing``, also capture the bundled tiny MoE checkpoints on the bundled held-out text
     (issue 5), so the Routing page has heatmaps at once; a broken asset never stops the app (the
     snapshot carries its captures already).
+    When the demo must be computed, ``background`` stores the probe sweep's runs at once and leaves
+    the slow rest (fits, example datasets, captures: a minute or two) to a daemon thread, whose
+    progress :func:`demo_status` reports (the dashboard shows it in a status line): the first page
+    is never held up by it.
     """
     if not store.is_empty():
         return 0
@@ -217,18 +222,61 @@ def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None
             logging.getLogger(__name__).warning("bundled demo snapshot not used (%s): run "
                                                 "`python assets/build_demo_snapshot.py`; computing the demo", exc)
     added = use_probe and seed_probe_demo(store)
-    if added:
-        seed_demo_fit(store)
-        seed_chinchilla_example(store, n_bootstrap=200)
-        seed_example_evals(store)
-        added = len(store.run_names())
-    else:
+    if not added:
         added = len(store.ingest(synthetic_runs(), on_duplicate="skip"))
+    steps = ([("fitting the demo sweep", seed_demo_fit),
+              ("fitting the Chinchilla example (Besiroglu et al. 2024 settings)",
+               lambda s: seed_chinchilla_example(s, n_bootstrap=200)),
+              ("importing the example eval tables", seed_example_evals)] if use_probe else [])
     if routing:
-        from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded
+        steps.append(("capturing the bundled MoE's routing", _seed_routing))
+    if background and use_probe:  # (the synthetic demo's tests expect its captures at once: not in the background)
+        thread = threading.Thread(target=_run_steps, args=(store, steps, True), name="scalescope-demo", daemon=True)
+        _BACKGROUND.update(thread=thread, status=f"Preparing the demo in the background: {steps[0][0]} "
+                                                 f"(1 of {len(steps)})…")
+        thread.start()
+        return added
+    _run_steps(store, steps)
+    return len(store.run_names())
 
-        try:
-            seed_bundled_capture(store)
-        except ScaleScopeError as exc:  # the runs are seeded; the Routing page can still capture
-            logging.getLogger(__name__).warning("bundled routing capture skipped: %s", exc)
-    return added
+
+# The background demo build of this process (seed_if_empty(background=True)): its thread and a line
+# saying what it is doing, None once it is done.
+_BACKGROUND: dict = {"thread": None, "status": None}
+
+
+def demo_status() -> Optional[str]:
+    """What the background demo build is doing now (one line), or None when none is running."""
+    return _BACKGROUND["status"]
+
+
+def wait_for_demo(timeout: Optional[float] = None) -> None:
+    """Block until the background demo build (if any) has finished."""
+    thread = _BACKGROUND["thread"]
+    if thread is not None:
+        thread.join(timeout)
+
+
+def _run_steps(store: Store, steps: list, background: bool = False) -> None:
+    log = logging.getLogger(__name__)
+    try:
+        for i, (what, step) in enumerate(steps):
+            if background:
+                _BACKGROUND["status"] = f"Preparing the demo in the background: {what} ({i + 1} of {len(steps)})…"
+            try:
+                step(store)
+            except ScaleScopeError as exc:  # the runs are seeded; the pages can still fit and capture
+                log.warning("demo step skipped (%s): %s", what, exc)
+            except Exception:  # a background thread has no caller to tell: log it, go on with the next step
+                if not background:
+                    raise
+                log.exception("demo step failed (%s)", what)
+    finally:
+        if background:
+            _BACKGROUND["status"] = None
+
+
+def _seed_routing(store: Store) -> None:
+    from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded
+
+    seed_bundled_capture(store)

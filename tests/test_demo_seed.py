@@ -100,3 +100,52 @@ def test_unusable_snapshot_falls_back_to_computing(demo_store, tmp_path, monkeyp
     n = seed.seed_if_empty(demo_store)
     assert n == len(seed.probe_demo()[0]) and calls == ["demo fit", "chinchilla", "evals"]
     assert np.all([t == [seed.PROBE_DEMO_TAG] for t in tags_of(demo_store).values()])
+
+
+def test_without_a_snapshot_the_slow_part_runs_in_the_background(demo_store, tmp_path, monkeypatch):
+    """No usable snapshot: the probe sweep's runs are stored at once, the fits and datasets follow in a
+    background thread whose progress demo_status() reports; the first page never waits for them."""
+    import threading
+
+    monkeypatch.setattr(seed, "SNAPSHOT_DIR", tmp_path / "none")
+    gate = threading.Event()
+    calls = []
+
+    def slow(name):
+        def step(store, **_):
+            gate.wait(30)
+            calls.append(name)
+        return step
+
+    monkeypatch.setattr(seed, "seed_demo_fit", slow("demo fit"))
+    monkeypatch.setattr(seed, "seed_chinchilla_example", slow("chinchilla"))
+    monkeypatch.setattr(seed, "seed_example_evals", slow("evals"))
+    start = time.perf_counter()
+    n = seed.seed_if_empty(demo_store, background=True)
+    assert time.perf_counter() - start < 10.0 and n == len(seed.probe_demo()[0])
+    assert seed.demo_status().startswith("Preparing the demo in the background: fitting the demo sweep (1 of 3)")
+    gate.set()
+    seed.wait_for_demo(30)
+    assert seed.demo_status() is None and calls == ["demo fit", "chinchilla", "evals"]
+
+
+def test_the_app_shows_the_background_build_in_a_status_line(db_url, tmp_path, monkeypatch):
+    import threading
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
+    monkeypatch.setattr(seed, "SNAPSHOT_DIR", tmp_path / "none")
+    gate = threading.Event()
+    monkeypatch.setattr(seed, "seed_demo_fit", lambda store: gate.wait(60))
+    monkeypatch.setattr(seed, "seed_chinchilla_example", lambda store, n_bootstrap: None)
+    monkeypatch.setattr(seed, "seed_example_evals", lambda store: None)
+    try:
+        at = AppTest.from_file("../app.py", default_timeout=120).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any(c.value.startswith("Preparing the demo in the background") for c in at.sidebar.caption)
+        assert at.title[0].value == "Runs"  # the first page is drawn meanwhile, with the sweep's runs
+    finally:
+        gate.set()
+        seed.wait_for_demo(60)
