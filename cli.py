@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """ScaleScope from a terminal: the same operations as the dashboard.
 
-    python cli.py ingest FILE... [--format F] [--on-duplicate skip|replace|rename] [--db URL] [--json]
+    python cli.py ingest FILE... [--tag NAME] [--format F] [--on-duplicate skip|replace|rename] [--db URL] [--json]
     python cli.py runs [--json]
     python cli.py export --runs NAME... --out FILE [--format csv|parquet]
     python cli.py backup DIR [--db URL]          (then: python cli.py restore DIR --db URL)
