@@ -60,12 +60,13 @@ def family_style(i: int) -> dict:
 
 
 def sequential_colors(values, log: bool = True) -> list:
-    """Colours of ``SEQUENTIAL`` for values, scaled to [0, 1] over their range (log10 by default)."""
+    """Colours of ``SEQUENTIAL`` for lines and markers, values scaled over their range (log10 by
+    default) into its first 80%: Viridis' last yellows are too pale on the light theme's white."""
     v = np.asarray(values, np.float64)
     if log:
         v = np.log10(v)
     span = np.ptp(v) if v.size and np.ptp(v) > 0 else 1.0
-    return sample_colorscale(SEQUENTIAL, list(np.clip((v - v.min()) / span, 0, 1)))
+    return sample_colorscale(SEQUENTIAL, list(0.8 * np.clip((v - v.min()) / span, 0, 1)))
 
 
 def name(text: object) -> str:
