@@ -219,6 +219,8 @@ def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None
         try:
             return restore_snapshot(store, progress=progress)
         except ScaleScopeError as exc:  # e.g. a snapshot of an older schema: compute the demo instead
+            if not store.is_empty():  # another process seeded it meanwhile (a shared PostgreSQL store)
+                return 0
             logging.getLogger(__name__).warning("bundled demo snapshot not used (%s): run "
                                                 "`python assets/build_demo_snapshot.py`; computing the demo", exc)
     added = use_probe and seed_probe_demo(store)
