@@ -208,7 +208,9 @@ def warning_summary(result: FitResult, data: Optional["FitData"] = None) -> str:
         sizes = len(np.unique(kept.n_params[np.isfinite(kept.n_params)]))
         flops = kept.flops[np.isfinite(kept.flops) & (kept.flops > 0)]
         span = float(np.log10(flops.max() / flops.min())) if flops.size else 0.0
-        where += f" from {sizes} model size{'s' if sizes != 1 else ''} over {span:.1f} decade{'s' if span != 1 else ''} of compute"
+        decades = f"{span:.1f}"
+        where += (f" from {sizes} model size{'s' if sizes != 1 else ''} over {decades} "
+                  f"decade{'' if decades == '1.0' else 's'} of compute")
     return (f"These {where} identify the law only weakly, so its parameters and intervals are loose "
             f"({len(warns)} diagnostics below): runs over a wider range of sizes and tokens would pin it down.")
 
