@@ -167,5 +167,6 @@ def cached(fn, *args, **kwargs):
     ``fn`` is a services function taking the store first; its arguments must be hashable by
     st.cache_data (strings, numbers, tuples, lists, dicts, DataFrames)."""
     store = get_store()
-    return _cached_query(f"{fn.__module__}.{fn.__qualname__}", store_version(store), args,
+    where = getattr(getattr(fn, "__code__", None), "co_filename", "")  # pages run as __main__: name the file
+    return _cached_query(f"{fn.__module__}.{fn.__qualname__}@{where}", store_version(store), args,
                          tuple(sorted(kwargs.items())), _fn=fn, _store=store)
