@@ -72,6 +72,17 @@ def machine() -> str:
             f"Streamlit {version('streamlit')}, Playwright {version('playwright')}, {chromium} headless")
 
 
+def latency_table(rows) -> list[str]:
+    """Markdown lines of a latency table: rows of (measure, values in ms, target ms or None), judged on the median."""
+    lines = ["| measure | median ms | min ms | max ms | target ms | ok |", "|---|---:|---:|---:|---:|---|"]
+    for name, values, target in rows:
+        median = statistics.median(values)
+        ok = "" if target is None else ("yes" if median <= target else "NO")
+        lines.append(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | "
+                     f"{'' if target is None else f'{target:g}'} | {ok} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=10)
@@ -114,15 +125,7 @@ def main() -> int:
              "judged on the median.",
              "",
              f"Machine: {machine()}.",
-             "",
-             "| measure | median ms | min ms | max ms | target ms | ok |",
-             "|---|---:|---:|---:|---:|---|"]
-    for name, values, target in rows:
-        median = statistics.median(values)
-        ok = "" if target is None else ("yes" if median <= target else "NO")
-        lines.append(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | "
-                     f"{'' if target is None else f'{target:g}'} | {ok} |")
-    lines.append("")
+             ""] + latency_table(rows) + [""]
     lines.append("Per press (ms to N*): " + ", ".join(f"{v:.0f}" for v in to_number))
     text = "\n".join(lines) + "\n"
     print(text)

@@ -130,7 +130,7 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
         fig = charts.forecast_figure(curve, fc.steps, fc.loss, fc.lo, fc.hi, metric=metric,
                                      law_prediction=predicted["prediction"] if predicted else None,
                                      final_step=fc.final_step)
-        st.plotly_chart(fig, width="stretch", key="forecast_chart", config={"displaylogo": False})
+        st.plotly_chart(charts.as_figure(fig), width="stretch", key="forecast_chart", config={"displaylogo": False})
     if not live and lr_metric:
         with st.expander("Back-test: fitted on the first 20/40/60% of this run", expanded=False):
             with user_errors():

@@ -124,9 +124,11 @@ if changes and st.button("Save size edits", key="save_sizes"):
 st.subheader("Curves")
 names = runs["name"].tolist()
 runs_key = f"curve_runs_{name_filter}" + (f"|{run_dataset}" if run_dataset != "(all runs)" else "")
-if runs_key not in st.session_state:  # first draw: the link's runs, else the runs the filter shows
-    linked = [n for n in st.query_params.get_all("run") if n in set(names)]
+if runs_key not in st.session_state:  # the link's runs on the session's first draw, else the runs the filter shows
+    linked = [] if st.session_state.get("_curve_view_from_url") else \
+        [n for n in st.query_params.get_all("run") if n in set(names)]
     st.session_state[runs_key] = linked or table["name"].head(8).tolist()
+st.session_state["_curve_view_from_url"] = True
 chosen = st.multiselect("Runs", names, key=runs_key)
 all_metrics = runs_service.metric_names(store, chosen) if chosen else []
 metric_options = charts.plottable(all_metrics)
@@ -226,7 +228,7 @@ def curve_panels(chosen: list, metrics_chosen: list, all_metrics: list) -> None:
                     fig = charts.panel_figure(metric, raw, smoothed, colours, groups, x_title=x_axis, log_x=log_x,
                                               log_y=log_y, envelope=band, span=span,
                                               group_title=None if value_of is None else colour_key)
-                col.plotly_chart(fig, width="stretch", key=f"curve_chart_{metric}",
+                col.plotly_chart(charts.as_figure(fig), width="stretch", key=f"curve_chart_{metric}",
                                  config={"displaylogo": False})
         if panels:
             st.caption(f"{sum(len(p[1]) for p in panels):,} points drawn in {len(panels)} panel(s) (downsampled "

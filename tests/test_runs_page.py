@@ -321,3 +321,32 @@ def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
     at.run()
     after = next(c.value for c in at.caption if "interval of the final" in c.value)
     assert before != after
+
+
+def test_chart_builders_pass_plotlys_validation():
+    """The pages draw these figures unvalidated (pages.curves.as_figure): they must be valid."""
+    import numpy as np
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from pages import curves as charts
+
+    x = np.arange(50.0)
+    raw = pd.concat([pd.DataFrame({"run": r, "x": x, "value": 3 + k - x / 50}) for k, r in enumerate(["a", "<b>"])])
+    band = raw.assign(lo=raw["value"] - 0.1, hi=raw["value"] + 0.1)[["run", "x", "lo", "hi"]]
+    colours, groups = charts.run_colours(["a", "<b>"], {"a": 1e-3, "<b>": None})
+    for log_x in (False, True):
+        go.Figure(charts.panel_figure("loss", raw, raw, colours, groups, x_title="tokens", log_x=log_x, log_y=True,
+                                      envelope=band, span=(1.0, 49.0), group_title="lr"))
+    bands = pd.DataFrame({"group": "1", "x": x, "mean": x, "lo": x, "hi": x, "n_runs": 2})
+    go.Figure(charts.group_figure("loss", bands, "lr", x_title="flops", log_x=True, log_y=False))
+    go.Figure(charts.forecast_figure(pd.DataFrame({"step": x, "value": x}), x, x, x - 1, x + 1, metric="loss",
+                                     law_prediction=2.0, final_step=49))
+
+
+def test_filtering_after_a_link_plots_the_filtered_runs(three_runs, db_url, monkeypatch):
+    """The link's runs are the first view only: a filter typed afterwards picks the runs it shows."""
+    at = _open(db_url, monkeypatch, run=["alpha"])
+    assert at.multiselect(key="curve_runs_").value == ["alpha"]
+    at.text_input(key="runs_filter").input("gamma").run()
+    assert at.multiselect(key="curve_runs_gamma").value == ["gamma"]
