@@ -14,15 +14,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core import format as fmt
+from pages import theme
 
 # W&B's chart export writes each line's min/max envelope beside it; the importer keeps them as the
 # metrics '<metric>__MIN' / '<metric>__MAX' (importers/tabular.py), drawn here as a band.
 ENVELOPE = ("__MIN", "__MAX")
-# One colour per run across every panel: Plotly's and D3's qualitative palettes, 20 distinct hues
-# (a run keeps its colour whatever else is plotted: the index is its place in the selection).
-PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
-           "#fecb52", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
+# One colour per run across every panel: the app's qualitative palette (pages/theme.py, legible on
+# both themes); past its 12 hues a run's line is dashed as well (theme.family_style).
+PALETTE = theme.QUALITATIVE
 RAW_OPACITY = 0.25     # the raw curve under its EMA: visible, never mistaken for the smoothed line
 BAND_ALPHA = 0.15      # W&B envelope and forecast bands
 PANEL_HEIGHT = 380
@@ -64,9 +63,14 @@ def run_colours(runs: Sequence[str], value_of: Optional[Mapping[str, object]] = 
         return ({r: palette[i % len(palette)] for i, r in enumerate(runs)}, {r: str(r) for r in runs})
     values = sorted({_key(v) for r, v in value_of.items() if r in set(runs) and v is not None}, key=_sort_key)
     colour_of_value = {v: palette[i % len(palette)] for i, v in enumerate(values)}
-    colours = {r: colour_of_value.get(_key(value_of.get(r)), "#9e9e9e") for r in runs}
+    colours = {r: colour_of_value.get(_key(value_of.get(r)), theme.NEUTRAL) for r in runs}
     groups = {r: (_key(value_of.get(r)) if value_of.get(r) is not None else "(not set)") for r in runs}
     return colours, groups
+
+
+def run_dashes(runs: Sequence[str]) -> dict:
+    """run → line dash: solid for the first 12 runs, then dashed, dotted ... (theme.family_style)."""
+    return {r: theme.family_style(i)["dash"] for i, r in enumerate(runs)}
 
 
 def _key(v) -> str:
@@ -123,7 +127,8 @@ def x_span(frames: Sequence[pd.DataFrame], log_x: bool) -> Optional[tuple[float,
 def panel_figure(metric: str, raw: pd.DataFrame, smoothed: Optional[pd.DataFrame], colours: Mapping[str, str],
                  groups: Mapping[str, str], *, x_title: str, log_x: bool = False, log_y: bool = False,
                  envelope: Optional[pd.DataFrame] = None, span: Optional[tuple] = None,
-                 show_legend: bool = True, group_title: Optional[str] = None) -> dict:
+                 show_legend: bool = True, group_title: Optional[str] = None,
+                 dashes: Optional[Mapping[str, str]] = None) -> dict:
     """One metric panel: per run the raw curve (faint when smoothed) under its EMA, the W&B envelope
     as a band, one hover listing every run at the cursor's x (``x unified``).
 
@@ -153,7 +158,8 @@ def panel_figure(metric: str, raw: pd.DataFrame, smoothed: Optional[pd.DataFrame
         name = str(run) if group_title is None else f"{group_title}={group}"
         data.append({"type": "scatter", "mode": "lines", "x": (line if line is not None else part)["x"],
                      "y": (line if line is not None else part)["value"], "name": _escape(name),
-                     "line": {"color": colour, "width": 2}, "legendgroup": group,
+                     "line": {"color": colour, "width": 2, "dash": (dashes or {}).get(run, "solid")},
+                     "legendgroup": group,
                      "showlegend": show_legend and first,
                      "hovertemplate": f"{_escape(run)}: %{{y:{hover_format(metric)}}}<extra></extra>"})
     layout = {"height": PANEL_HEIGHT, "margin": {"t": 40, "b": 40, "l": 60, "r": 10},
@@ -215,7 +221,7 @@ def forecast_figure(observed: pd.DataFrame, steps, loss, lo, hi, *, metric: str,
                  "hovertemplate": f"forecast: %{{y:{hover_format(metric)}}}<extra></extra>"})
     if law_prediction is not None and math.isfinite(law_prediction):
         data.append({"type": "scatter", "mode": "markers", "x": [final_step], "y": [law_prediction],
-                     "name": "stored fit's prediction", "marker": {"symbol": "star", "size": 14, "color": "#d62728"},
+                     "name": "stored fit's prediction", "marker": {"symbol": "star", "size": 14, "color": theme.ACCENT},
                      "hovertemplate": f"fit predicts: %{{y:{hover_format(metric)}}}<extra></extra>"})
     layout = {"height": 400, "margin": {"t": 30, "b": 40, "l": 60, "r": 10}, "hovermode": "x unified",
               "xaxis": _axis("step", False, kind="count"), "yaxis": _axis(str(metric), False, kind=fmt.kind_of(str(metric))),

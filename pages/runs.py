@@ -18,9 +18,9 @@ from services.ingest import default_tag, ingest_uploads
 from services import runs as runs_service
 from services.runs import DUPLICATE_POLICIES, X_AXES
 from pages import curves as charts
-from pages.common import get_store, literal, user_errors
+from pages.common import cached, get_store, literal, user_errors
 from pages.forecast_panel import forecast_panel
-from pages.watch_panel import MARKER_KEY, follow_live, watch_panel
+from pages.watch_panel import follow_live, watch_panel
 
 store = get_store()
 st.title("Runs")
@@ -168,15 +168,9 @@ def _seed(key: str, param: str, default, parse) -> None:
 
 
 def _curves(run_names: tuple, metric: str, x: str, log_x: bool) -> pd.DataFrame:
-    """Downsampled curves (in the database), kept per session until the store changes, so a
-    smoothing key press costs no query."""
-    cache = st.session_state.setdefault("_curve_cache", {})
-    key = (run_names, metric, x, log_x, st.session_state.get(MARKER_KEY))
-    if key not in cache:
-        if len(cache) > 64:
-            cache.clear()
-        cache[key] = runs_service.curves(store, list(run_names), metric, x=x, log_x=log_x)
-    return cache[key]
+    """Downsampled curves (in the database), cached until the store changes (pages.common.cached),
+    so a smoothing key press costs no query."""
+    return cached(runs_service.curves, list(run_names), metric, x=x, log_x=log_x)
 
 
 @st.fragment
@@ -227,7 +221,8 @@ def curve_panels(chosen: list, metrics_chosen: list, all_metrics: list) -> None:
                 else:
                     fig = charts.panel_figure(metric, raw, smoothed, colours, groups, x_title=x_axis, log_x=log_x,
                                               log_y=log_y, envelope=band, span=span,
-                                              group_title=None if value_of is None else colour_key)
+                                              group_title=None if value_of is None else colour_key,
+                                              dashes=charts.run_dashes(chosen))
                 col.plotly_chart(charts.as_figure(fig), width="stretch", key=f"curve_chart_{metric}",
                                  config={"displaylogo": False})
         if panels:
