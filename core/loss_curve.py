@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from scipy import optimize
 
 from core.errors import FitError, InputError
 from core.format import CONFIDENCE
@@ -43,7 +42,7 @@ def lr_area(lr: np.ndarray) -> np.ndarray:
 
 def annealing_area(lr: np.ndarray, warmup_steps: int, decay: float = TISSUE_LAMBDA) -> np.ndarray:
     """Tissue et al.'s S2 at every step: Σ m_i, m_i = λ·m_{i−1} + (η_{i−1} − η_i), m = 0 through warmup."""
-    from scipy.signal import lfilter
+    from scipy.signal import lfilter  # lazily, like scipy.optimize below: keeps the first page fast
 
     drop = np.zeros_like(lr)
     drop[1:] = lr[:-1] - lr[1:]
@@ -256,6 +255,8 @@ def _solve(law: CurveLaw, f: CurveFeatures, log_loss: np.ndarray, starts: Sequen
     def residual(theta):
         pred = law.predict_fit(theta, f)
         return np.log(np.maximum(pred, 1e-12)) - log_loss
+
+    from scipy import optimize  # on first fit only: the Runs page imports this module at start-up
 
     lo, hi = np.array(law.lower), np.array(law.upper)
     best, best_cost = None, np.inf
