@@ -36,8 +36,9 @@ class TriageOptions:
     prune: bool = True  # stop starts that cannot beat the incumbent at their recent pace: ~2× fewer steps
     patience: int = 5  # the pace is the objective's decrease over this many steps (Chinchilla search: 10 → 1.0 s,
     #                    5 → 0.82 s CPU, same optimum; tests/test_fit.py checks it on synthetic laws too)
-    horizon: int = 100  # ... kept up for this many more steps must reach the incumbent, else the start stops
-    #                     (50 saved another 10% here; 100 leaves room for a start that speeds up after a plateau)
+    horizon: int = 50  # ... kept up for this many more steps must reach the incumbent, else the start stops
+    #                    (100 → 0.78 s, 50 → 0.71 s CPU on the Chinchilla search; both returned the full search's
+    #                    optimum there and on 12 random synthetic laws)
     margin: float = 1e-6  # a start within this relative distance of the incumbent is never stopped: it may be its twin
 
 
@@ -99,16 +100,19 @@ class StartTriage:
             for j in range(cells.shape[1]):
                 key ^= cells[:, j].astype(np.uint64)
                 key *= np.uint64(0x100000001B3)
-            for i, (s, k) in enumerate(zip(active.tolist(), key.tolist())):
-                if gone[i] or not ok[i]:
+            cells_seen, merged_now = self._cells, []
+            for i, (s, k) in enumerate(zip(active.tolist(), np.where(ok & ~gone, key, 0).tolist())):
+                if k == 0:  # pruned just now, or too far off to place (a real key is 0 with probability 2^-64)
                     continue
-                owner = self._cells.setdefault(k, s)
+                owner = cells_seen.setdefault(k, s)
                 if owner != s:
                     r = self._find(owner)
                     if r != s:
                         self.parent[s] = r
-                        self.merged[s] = True
-                        gone[i] = True
+                        merged_now.append(i)
+            if merged_now:
+                gone[merged_now] = True
+                self.merged[active[merged_now]] = True
         return gone
 
     def resolve(self) -> tuple[np.ndarray, np.ndarray]:
