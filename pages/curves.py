@@ -229,9 +229,13 @@ def forecast_figure(observed: pd.DataFrame, steps, loss, lo, hi, *, metric: str,
     return {"data": data, "layout": layout}
 
 
-def table_view(runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The runs table as shown: numbers stay numbers (sortable), a missing size is an empty cell,
-    never the text 'None'; columns no run fills are dropped."""
-    frame = runs[list(columns)].copy()
-    keep = [c for c in frame.columns if c in ("name", "tags") or frame[c].notna().any()]
-    return frame[keep]
+def table_view(table: pd.DataFrame, all_runs: pd.DataFrame, always: Sequence[str] = ()) -> pd.DataFrame:
+    """The runs table as shown: numbers stay numbers (sortable); a column no stored run fills is left
+    out (a wall of 'None' cells otherwise), except ``always`` (the sizes a user fills in by hand) and
+    the MoE sizes once a run is an MoE. Decided on ``all_runs``, so a name filter never moves columns."""
+    moe = "arch" in all_runs and (all_runs["arch"] == "moe").any()
+    moe_cols = ("n_active_params", "n_experts", "top_k")
+    keep = [c for c in table.columns
+            if c in always or c in ("name", "tags") or (moe and c in moe_cols)
+            or (c in all_runs and all_runs[c].notna().any())]
+    return table[keep]

@@ -102,7 +102,7 @@ if name_filter:
     shown = literal(", ".join(table["name"].head(5))) + (" …" if len(table) > 5 else "")
     st.caption(f"{len(table)} of {len(runs)} runs match: {shown}" if len(table) else "No run matches.")
 # Sortable (click a header); sizes no run has are left out, so the table is not a wall of empty cells.
-view = charts.table_view(table, table.columns)
+view = charts.table_view(table, runs, always=("arch", "n_params", "tokens_per_step"))
 edited = st.data_editor(
     view, key="runs_table", hide_index=True, width="stretch",
     disabled=["name", "source_format", "n_metric_rows", "tags", "tokens", "flops"],

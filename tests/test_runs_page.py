@@ -271,7 +271,9 @@ def test_runs_table_leaves_out_empty_columns(three_runs, db_url, monkeypatch):
     at = _open(db_url, monkeypatch)
     frame = at.dataframe(key="runs_table").value
     assert "n_experts" not in frame.columns and "top_k" not in frame.columns  # no run has them: no None column
-    assert {"name", "n_metric_rows", "tags"} <= set(frame.columns)
+    assert {"name", "n_metric_rows", "tags", "n_params", "tokens_per_step"} <= set(frame.columns)  # to fill in
+    at.text_input(key="runs_filter").input("alpha").run()
+    assert list(at.dataframe(key="runs_table").value.columns) == list(frame.columns)  # a filter moves no column
 
 
 # ---------------------------------------------------------------------------------------------
