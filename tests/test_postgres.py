@@ -6,7 +6,6 @@ The store, ingest, fit, backup and CLI tests run on both engines through the ``a
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -63,20 +62,26 @@ def _import_worker(url: str, index: int, folder: str, start_at: float) -> None:
         store.close()
 
 
+# A worker process runs _import_worker from this file. Plain subprocesses, not multiprocessing's
+# spawn: that re-runs the parent's __main__, which after an AppTest in the same session is a page.
+WORKER = ("import importlib.util, sys; sys.path.insert(0, {root!r}); "
+          "spec = importlib.util.spec_from_file_location('pg_worker', {path!r}); "
+          "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+          "m._import_worker({url!r}, {index}, {folder!r}, {start_at!r})")
+
+
 def test_eight_processes_import_while_a_reader_polls(pg_url, tmp_path):
     """Eight processes open one new PostgreSQL store at once and import different files while this
     process polls: every row exactly once, readers never see a run without all its rows, no error."""
-    ctx = multiprocessing.get_context("spawn")
-    start_at = time.time() + 3.0
-    workers = [ctx.Process(target=_import_worker, args=(pg_url, i, str(tmp_path), start_at))
-               for i in range(N_PROCESSES)]
-    for w in workers:
-        w.start()
+    start_at = time.time() + 5.0
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER.format(
+        root=str(ROOT), path=__file__, url=pg_url, index=i, folder=str(tmp_path), start_at=start_at)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(N_PROCESSES)]
     per_run = 2 * STEPS
     polls, seen_max = 0, 0
     reader = None
     try:
-        while any(w.is_alive() for w in workers):
+        while any(w.poll() is None for w in workers):
             try:
                 reader = reader or Store(pg_url, create=False)
             except StoreError:  # the schema is not created yet
@@ -88,12 +93,11 @@ def test_eight_processes_import_while_a_reader_polls(pg_url, tmp_path):
             seen_max = max(seen_max, len(runs))
             polls += 1
             time.sleep(0.02)
-        for w in workers:
-            w.join(timeout=120)
-        assert [w.exitcode for w in workers] == [0] * N_PROCESSES
+        errors = [w.communicate(timeout=120)[1] for w in workers]
+        assert [w.returncode for w in workers] == [0] * N_PROCESSES, errors
     finally:
         for w in workers:
-            if w.is_alive():
+            if w.poll() is None:
                 w.kill()
     reader = reader or Store(pg_url, create=False)
     runs = reader.runs()
