@@ -19,7 +19,7 @@ from core import format as fmt
 from core.loss_curve import CURVE_LAWS
 from core.schedules import DECAY_SHAPES, KINDS, Schedule
 from pages import curves as charts
-from pages.common import literal, user_errors
+from pages.common import confidence_level, literal, user_errors
 from services import forecast as forecast_service
 from services import runs as runs_service
 from services.runs import Store
@@ -32,10 +32,10 @@ BOOTSTRAP = 100  # refits for the band: ~1 s on a 2-core CPU for a demo run, int
 
 @st.cache_data(show_spinner="Fitting the loss-curve law…", max_entries=32)
 def _forecast(_store: Store, url: str, run: str, metric: str, law: str, schedule: Optional[tuple],
-              total_steps: Optional[int], version: tuple) -> forecast_service.RunForecast:
+              total_steps: Optional[int], version: tuple, confidence: float) -> forecast_service.RunForecast:
     sched = Schedule(*schedule) if schedule else None
     return forecast_service.forecast_run(_store, run, metric=metric, law=law, schedule=sched,
-                                         total_steps=total_steps, bootstrap=BOOTSTRAP, seed=0)
+                                         total_steps=total_steps, bootstrap=BOOTSTRAP, seed=0, confidence=confidence)
 
 
 @st.cache_data(show_spinner="Back-testing on 20/40/60% of the run…", max_entries=32)
@@ -102,7 +102,8 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
                           "logged curve, with a bootstrap band; about a second per run."):
         return
     with user_errors():
-        result = _forecast(store, store.url, run, metric, law, schedule, None, version)
+        # the band at the app's one interval level (the sidebar's setting, pages.common)
+        result = _forecast(store, store.url, run, metric, law, schedule, None, version, confidence_level())
         fc = result.forecast
         lo, hi = fc.interval
         predicted = forecast_service.law_prediction(store, run, fc.final_step)

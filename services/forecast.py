@@ -70,8 +70,9 @@ def _series(store: Store, run: str, metric: str) -> pd.DataFrame:
 def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: str = "lr-annealing",
                  lr_metric: Optional[str] = None, schedule: Optional[Schedule] = None,
                  total_steps: Optional[int] = None, bootstrap: int = 200, seed: int = 0,
-                 progress: Optional[ProgressFn] = None) -> RunForecast:
-    """Fit ``law`` to ``run``'s ``metric`` curve and forecast its final value."""
+                 progress: Optional[ProgressFn] = None, confidence: Optional[float] = None) -> RunForecast:
+    """Fit ``law`` to ``run``'s ``metric`` curve and forecast its final value (its interval at
+    ``confidence``, default the app's level, core.format.CONFIDENCE)."""
     runs = runs_service.list_runs(store)
     if run not in set(runs["name"]):
         raise InputError(f"no run named {run!r}; `python cli.py runs` lists the stored runs.")
@@ -102,7 +103,9 @@ def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: s
     else:
         lr = lr_per_step(T, schedule)
     fc = forecast_curve(curve["step"].to_numpy(float), curve["value"].to_numpy(float), lr, schedule.warmup_steps,
-                        CurveFitConfig(law=law, bootstrap=bootstrap, seed=seed), progress=progress)
+                        CurveFitConfig(law=law, bootstrap=bootstrap, seed=seed,
+                                       **({} if confidence is None else {"confidence": confidence})),
+                        progress=progress)
     return RunForecast(run, metric, lr_metric, schedule, source, fc)
 
 
