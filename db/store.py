@@ -169,6 +169,8 @@ class Store:
             sa.event.listen(self.engine, "handle_error", self._translate_error)
             sa.event.listen(self.engine, "commit", self._committed)
             self._upgrade(self.display_url, create)
+            if check:
+                self.check()
         except Exception as exc:
             if self.engine is not None:
                 self.engine.dispose()
