@@ -11,15 +11,19 @@ Missing sizes follow from C = 6·N_active·D: with C and N the tokens are C/(6N)
 from __future__ import annotations
 
 import math
+import os
 import re
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 
 from core.errors import InputError
 from importers.base import ParsedRun
-from importers.derive import FLOPS_PER_PARAM_TOKEN, check_unique_names, concat_metrics, finish_run, metrics_frame
-from importers.safety import clean_name
+from importers.base import SIZE_FIELDS
+from importers.derive import FLOPS_PER_PARAM_TOKEN, INTEGER_FIELDS, check_unique_names, concat_metrics, finish_run, metrics_frame
+from importers.safety import SNIFF_BYTES, check_not_empty, check_size, check_size_value, clean_name, resolve_max_bytes
 from importers.tabular import STEP_ALIASES, Table, clean_strings, find_column, normalize, read_table
 
 # Normalised column names for each field, most specific first.
@@ -112,7 +116,84 @@ def parse(path: str, default_run: str, what: str, source_file: str) -> list[Pars
     return parse_table(table, default_run, source_file)
 
 
-def parse_table(table: Table, default_run: str, source_file: str = "") -> list[ParsedRun]:
+@dataclass
+class SummaryRows:
+    """A run-summary table read into columns: one entry per row (= per run), sizes already derived
+    and checked the way each run's import checks them. What both ``parse_table`` (ParsedRuns for the
+    store) and a fit of the table (services.fits.load_csv_data, no pandas frame per row) read."""
+
+    what: str
+    header: list[str]
+    names: list[str]
+    sizes: dict[str, list]  # SIZE_FIELDS: a value per row, None where unknown
+    arch: list[str]
+    flops_given: list[bool]
+    losses: list[tuple[str, np.ndarray]]  # (metric, values per row, NaN = empty): "loss" first, then others
+    loss_column: str  # the file's column behind the "loss" metric
+    config: list[dict]  # the other columns (lr, seed, notes) per row
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.names)
+
+    def metric(self, name: str) -> Optional[np.ndarray]:
+        """The values of one metric per row (NaN where empty; the last column of that name that has a
+        value, as in the run's metric frame), or None if no column holds it."""
+        columns = [values for metric, values in self.losses if metric == name]
+        if not columns:
+            return None
+        out = columns[0]
+        for values in columns[1:]:
+            out = np.where(np.isnan(values), out, values)
+        return out
+
+
+def read_file(path: str) -> Optional[SummaryRows]:
+    """What ``importers.parse_file(path, fmt="summary")`` reads, as columns (same checks, same messages),
+    for a plain file; None for a folder or a zip (parse_file reads those member by member)."""
+    import importers  # its run naming; imported here because the package (and importers.detect) import this module
+    from importers.detect import is_zip
+
+    display = os.path.basename(os.path.abspath(path)) or path
+    if os.path.isdir(path):
+        return None
+    if not os.path.isfile(path):
+        raise InputError(f"{display} does not exist or is not a file; check the path")
+    size = os.path.getsize(path)
+    check_size(size, resolve_max_bytes(None), display)
+    check_not_empty(size, display)
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if is_zip(head) or display.lower().endswith(".zip"):
+        return None
+    return read_rows(read_table(path, display), importers._default_run_name(path, None))
+
+
+def _finish_sizes(row: SimpleNamespace, what: str) -> None:
+    """The run-level part of importers.derive.finish_run (same checks, same messages, same order), done on
+    a row's sizes so that a fit needs no metric frame; finish_run repeats it unchanged on the ParsedRun."""
+    where = f"{what} (run {row.name!r})"
+    for field_name in SIZE_FIELDS:
+        check_size_value(getattr(row, field_name), field_name, where)
+    for field_name in INTEGER_FIELDS:
+        value = getattr(row, field_name)
+        if value is not None:
+            setattr(row, field_name, int(round(float(value))))
+    if row.n_experts is not None and row.n_experts > 1 and row.arch == "dense":
+        row.arch = "moe"
+    if row.arch == "dense" and row.n_active_params is None and row.n_params is not None:
+        row.n_active_params = row.n_params
+    if row.flops is None and row.tokens is not None and row.n_active_params is not None:
+        with np.errstate(over="ignore"):
+            flops = FLOPS_PER_PARAM_TOKEN * float(row.n_active_params) * float(row.tokens)
+        if not math.isfinite(flops):
+            raise InputError(f"{where}: the derived flops (6 · N_active · tokens) overflow to infinity; "
+                             f"check the sizes, they are too large to be real")
+        row.flops = flops
+
+
+def read_rows(table: Table, default_run: str) -> SummaryRows:
+    """Columns, aliases and every check of a run-summary table, the table read once column by column."""
     header = table.header
     losses = loss_columns(header)
     if not losses:
@@ -135,8 +216,8 @@ def parse_table(table: Table, default_run: str, source_file: str = "") -> list[P
         raise InputError(
             f"{table.what} has a loss column but no size column; add N (params), D (tokens) or C (FLOPs)"
         )
-    fields = {k: _size_values(table, i) for k, i in field_cols.items()}
-    loss_values = {i: table.numeric(i, required=(i == losses[0])) for i in losses}
+    fields = {k: _size_values(table, i).tolist() for k, i in field_cols.items()}
+    loss_values = [table.numeric(i, required=(i == losses[0])) for i in losses]
     names = clean_strings(table.strings(name_i), f"{table.what}: run name") if name_i is not None else None
     if name_i is not None and any(n is None for n in names):
         row = int(np.argmax([n is None for n in names])) + 1
@@ -144,47 +225,68 @@ def parse_table(table: Table, default_run: str, source_file: str = "") -> list[P
     arch_cells = table.strings(arch_i).to_pylist() if arch_i is not None else None
     # Columns that are neither sizes nor losses (lr, seed, notes) are kept with the run as config.
     extra_cells = {i: table.strings(i).to_pylist() for i, h in enumerate(header) if i not in used and h}
+    # Metric names of the other loss columns, checked at the first row that has a value (as each run's import did).
+    metric_names: list[Optional[str]] = ["loss"] + [None] * (len(losses) - 1)
 
-    runs: list[ParsedRun] = []
+    keys = list(SIZE_FIELDS)
+    out = SummaryRows(what=table.what, header=header, names=[], sizes={k: [] for k in keys}, arch=[],
+                      flops_given=[], losses=[], loss_column=header[losses[0]], config=[])
     generated: dict[str, int] = {}
     for r in range(table.n_rows):
-        value = {k: (None if math.isnan(v[r]) else float(v[r])) for k, v in fields.items()}
-        run = ParsedRun(name="", source_format="summary", source_file=source_file)
-        for k, v in value.items():
-            setattr(run, k, v)
+        row = SimpleNamespace(name="", arch="dense", **{k: None for k in keys})
+        for k, v in fields.items():
+            setattr(row, k, None if math.isnan(v[r]) else float(v[r]))
         arch = _arch(arch_cells[r], r + 1, table) if arch_cells is not None else None
         if arch:
-            run.arch = arch
-        elif run.n_experts is not None and run.n_experts > 1:
-            run.arch = "moe"
-        if run.arch == "dense" and run.n_active_params is None:
-            run.n_active_params = run.n_params
-        active = run.n_active_params
-        if run.flops is not None:
-            run.flops_rule = "given"
-            if run.tokens is None and active:
-                run.tokens = run.flops / (FLOPS_PER_PARAM_TOKEN * active)
-            elif active is None and run.tokens:
-                run.n_active_params = run.flops / (FLOPS_PER_PARAM_TOKEN * run.tokens)
-                if run.arch == "dense" and run.n_params is None:
-                    run.n_params = run.n_active_params
-        run.config = {header[i]: cells[r] for i, cells in extra_cells.items() if cells[r] is not None}
+            row.arch = arch
+        elif row.n_experts is not None and row.n_experts > 1:
+            row.arch = "moe"
+        if row.arch == "dense" and row.n_active_params is None:
+            row.n_active_params = row.n_params
+        active = row.n_active_params
+        given = row.flops is not None
+        if given:
+            if row.tokens is None and active:
+                row.tokens = row.flops / (FLOPS_PER_PARAM_TOKEN * active)
+            elif active is None and row.tokens:
+                row.n_active_params = row.flops / (FLOPS_PER_PARAM_TOKEN * row.tokens)
+                if row.arch == "dense" and row.n_params is None:
+                    row.n_params = row.n_active_params
         if names is not None:
-            run.name = names[r]
+            row.name = names[r]
         else:
-            parts = [f"N={_fmt(run.n_params)}" if run.n_params else None, f"D={_fmt(run.tokens)}" if run.tokens else None]
+            parts = [f"N={_fmt(row.n_params)}" if row.n_params else None, f"D={_fmt(row.tokens)}" if row.tokens else None]
             base = (f"{default_run} " + " ".join(p for p in parts if p)) if any(parts) else f"{default_run} row {r + 1}"
             generated[base] = generated.get(base, 0) + 1
-            run.name = base if generated[base] == 1 else f"{base} #{generated[base]}"
-        frames = []
-        for j, i in enumerate(losses):
-            loss = loss_values[i][r]
-            if math.isnan(loss):
-                continue
-            metric = "loss" if j == 0 else clean_name(header[i], f"{table.what}: column name")
-            frames.append(metrics_frame(metric, np.nan, [loss], tokens=run.tokens, flops=run.flops))
+            row.name = base if generated[base] == 1 else f"{base} #{generated[base]}"
+        for j in range(1, len(losses)):
+            if metric_names[j] is None and not math.isnan(loss_values[j][r]):
+                metric_names[j] = clean_name(header[losses[j]], f"{table.what}: column name")
+        _finish_sizes(row, table.what)
+        out.names.append(row.name)
+        out.arch.append(row.arch)
+        out.flops_given.append(given)
+        for k in keys:
+            out.sizes[k].append(getattr(row, k))
+        out.config.append({header[i]: cells[r] for i, cells in extra_cells.items() if cells[r] is not None})
+    # A column that is empty in every row gives no metric (each run's import skipped its empty cells).
+    out.losses = [(m, v) for m, v in zip(metric_names, loss_values) if m is not None]
+    check_unique_names([SimpleNamespace(name=name) for name in out.names], table.what)
+    return out
+
+
+def parse_table(table: Table, default_run: str, source_file: str = "") -> list[ParsedRun]:
+    rows = read_rows(table, default_run)
+    runs: list[ParsedRun] = []
+    for r in range(rows.n_rows):
+        run = ParsedRun(name=rows.names[r], source_format="summary", source_file=source_file, arch=rows.arch[r],
+                        **{k: v[r] for k, v in rows.sizes.items()})
+        if rows.flops_given[r]:
+            run.flops_rule = "given"
+        run.config = dict(rows.config[r])
+        frames = [metrics_frame(metric, np.nan, [values[r]], tokens=run.tokens, flops=run.flops)
+                  for metric, values in rows.losses if not math.isnan(values[r])]
         run.metrics = concat_metrics(frames)
-        run.config.setdefault("loss_column", header[losses[0]])  # the column behind the "loss" metric
-        runs.append(finish_run(run, table.what))
-    check_unique_names(runs, table.what)
+        run.config.setdefault("loss_column", rows.loss_column)  # the column behind the "loss" metric
+        runs.append(finish_run(run, rows.what))
     return runs

@@ -380,25 +380,46 @@ def load_csv_data(path: str, metric: str = "loss", n_kind: str = "total") -> Fit
     The selection records the file's name and SHA-256 and the points themselves, so the fit can be
     re-run without the file.
     """
-    from importers import parse_file
+    from importers import parse_file, summary
 
-    runs = parse_file(path, fmt="summary")
+    rows = summary.read_file(path)  # the table read once into columns (no pandas frame per row)
+    if rows is None:  # a folder or a zip of tables: run by run
+        rows = _rows_of_runs(parse_file(path, fmt="summary"))
     with open(path, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
-    rows = []
-    for r in runs:
-        values = r.metrics.loc[r.metrics["name"] == metric, "value"]
-        if values.empty:
-            raise InputError(f"{os.path.basename(path)}: row {r.name!r} has no {metric!r} value; fill it or drop the row")
-        n = {"total": r.n_params, "nonembedding": r.n_nonembedding_params,
-             "active": r.n_active_params if r.n_active_params is not None else r.n_params}[n_kind]
-        rows.append((r.name, n, r.tokens, r.flops, r.n_experts or 1, float(values.iloc[-1])))
-    frame = pd.DataFrame(rows, columns=["run", "n_params", "tokens", "flops", "n_experts", "y"])
-    points = {c: _num(frame, c).tolist() for c in ("n_params", "tokens", "flops", "n_experts", "y")}
-    selection = {"source": "csv", "file": os.path.basename(path), "sha256": digest, "n_rows": len(frame),
+    values = rows.metric(metric)
+    missing = np.isnan(values) if values is not None else np.ones(rows.n_rows, dtype=bool)
+    if missing.any():
+        name = rows.names[int(np.argmax(missing))]
+        raise InputError(f"{os.path.basename(path)}: row {name!r} has no {metric!r} value; fill it or drop the row")
+    sizes = rows.sizes
+    n_of = {"total": sizes["n_params"], "nonembedding": sizes["n_nonembedding_params"],
+            "active": [a if a is not None else n for a, n in zip(sizes["n_active_params"], sizes["n_params"])]}[n_kind]
+
+    def floats(column) -> list:
+        return [np.nan if v is None else float(v) for v in column]
+
+    points = {"n_params": floats(n_of), "tokens": floats(sizes["tokens"]), "flops": floats(sizes["flops"]),
+              "n_experts": [float(e or 1) for e in sizes["n_experts"]], "y": [float(v) for v in values]}
+    selection = {"source": "csv", "file": os.path.basename(path), "sha256": digest, "n_rows": rows.n_rows,
                  "target": Target(metric=metric).to_dict(), "n_kind": n_kind, "weight_by_run": False,
-                 "runs": frame["run"].tolist(), "points": points}
+                 "runs": list(rows.names), "points": points}
     return _data_from_points(selection)
+
+
+def _rows_of_runs(runs) -> "SimpleNamespace":
+    """The parts of importers.summary.SummaryRows load_csv_data reads, from parsed runs (a zip or folder)."""
+    from types import SimpleNamespace
+
+    from core.runs import SIZE_FIELDS
+
+    def value(r, name):
+        m = r.metrics.loc[r.metrics["name"] == name, "value"]
+        return float(m.iloc[-1]) if len(m) else np.nan
+
+    return SimpleNamespace(names=[r.name for r in runs], n_rows=len(runs),
+                           sizes={k: [getattr(r, k) for r in runs] for k in SIZE_FIELDS},
+                           metric=lambda name: np.array([value(r, name) for r in runs], dtype=np.float64))
 
 
 def _data_from_points(selection: Mapping) -> FitData:

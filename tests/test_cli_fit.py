@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cli
@@ -118,3 +119,78 @@ def test_argument_errors_exit_2(db_url, capsys):
     assert "No run named 'ghost'" in capsys.readouterr().err
     assert cli.main(["fits", "--delete", "99", "--db", db_url]) == 2
     assert "No fit with id 99" in capsys.readouterr().err
+
+
+SUMMARY_TABLES = {
+    "nd.csv": "N,D,loss\n1e8,2e9,3.1\n2e8,4e9,2.9\n1e8,2e9,3.0\n,,3.2\n,,3.3\n",
+    "named.csv": "name,params,tokens,final_loss,val_loss,ppl,notes\na,125M,2.5B,3.3,3.4,,x\nb,1.3B,26B,2.7,,14,y\n",
+    "cn_cd.csv": "arch,C,N,D,loss\ndense,6e18,1e8,,3.0\nmoe,1.2e20,,2e10,2.6\n,6e19,,1e10,2.7\n",
+    "moe.csv": "n_params,n_active_params,n_nonembedding_params,tokens,n_experts,top_k,loss\n"
+               "1e9,2e8,9e8,1e10,8,2,2.8\n5e8,,4e8,1e10,1,,2.9\n4e8,,,1e10,0,,2.95\n6e8,,,1e10,2.4,,2.9\n",
+}
+
+
+def _selection_read_run_by_run(path, metric, n_kind) -> dict:
+    """load_csv_data's selection as it was built before the column-wise read: importers.parse_file's
+    ParsedRuns (a pandas metric frame each), then a DataFrame of the points."""
+    import hashlib
+    import os
+
+    import pandas as pd
+
+    from core.errors import InputError
+    from importers import parse_file
+    from services.fits import Target
+
+    rows = []
+    for r in parse_file(path, fmt="summary"):
+        values = r.metrics.loc[r.metrics["name"] == metric, "value"]
+        if values.empty:
+            raise InputError(f"{os.path.basename(path)}: row {r.name!r} has no {metric!r} value; fill it or drop the row")
+        n = {"total": r.n_params, "nonembedding": r.n_nonembedding_params,
+             "active": r.n_active_params if r.n_active_params is not None else r.n_params}[n_kind]
+        rows.append((r.name, n, r.tokens, r.flops, r.n_experts or 1, float(values.iloc[-1])))
+    frame = pd.DataFrame(rows, columns=["run", "n_params", "tokens", "flops", "n_experts", "y"])
+    points = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64).tolist()
+              for c in ("n_params", "tokens", "flops", "n_experts", "y")}
+    return {"source": "csv", "file": os.path.basename(path), "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
+            "n_rows": len(frame), "target": Target(metric=metric).to_dict(), "n_kind": n_kind, "weight_by_run": False,
+            "runs": frame["run"].tolist(), "points": points}
+
+
+@pytest.mark.parametrize("name", [*SUMMARY_TABLES, "epoch_chinchilla_svg_extracted_data.csv"])
+def test_csv_selection_read_column_wise_equals_the_run_by_run_read(tmp_path, reference_dir, name):
+    """load_csv_data reads the table once into columns (importers.summary.read_file): the same points,
+    run names and selection JSON as the run-by-run read before it, and the same refusals."""
+    from core.errors import InputError
+    from services import fits as fit_data
+
+    path = reference_dir / name
+    if name in SUMMARY_TABLES:
+        path = tmp_path / name
+        path.write_text(SUMMARY_TABLES[name])
+    for metric in ("loss", "val_loss", "ppl"):
+        for n_kind in fit_data.N_KINDS:
+            try:
+                expected = _selection_read_run_by_run(str(path), metric, n_kind)
+            except InputError as exc:
+                with pytest.raises(InputError) as caught:
+                    fit_data.load_csv_data(str(path), metric=metric, n_kind=n_kind)
+                assert str(caught.value) == str(exc)
+                continue
+            got = fit_data.load_csv_data(str(path), metric=metric, n_kind=n_kind).selection
+            assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_fit_csv_starts_without_scipy(tmp_path):
+    """`cli.py fit --csv` imports neither scipy (the fit is core.fitting's own Newton) nor torch or transformers."""
+    path = tmp_path / "t.csv"
+    path.write_text("N,D,loss\n" + "".join(f"{n:g},{20 * n * k:g},{1.7 + 400 / n ** 0.34 + 400 / (20 * n * k) ** 0.28:.6f}\n"
+                                          for n in (1e7, 3e7, 1e8, 3e8) for k in (0.5, 1, 2)))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "cli.py", "fit", "--csv", str(path), "--grid", "quick",
+                           "--bootstrap", "0", "--db", f"duckdb:///{tmp_path}/s.duckdb", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "importers.summary" in imported and "duckdb" in imported  # the table was read and the fit stored
+    assert not {"torch", "transformers", "scipy", "scipy.optimize"} & imported

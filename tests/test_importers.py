@@ -226,6 +226,33 @@ def test_wandb_history_csv(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # run-summary tables
 
+def test_summary_rows_are_the_columns_of_the_parsed_runs(tmp_path):
+    """importers.summary.read_file (the column-wise read a fit uses) gives each run's name, derived and
+    checked sizes and loss values exactly as parse_file's runs hold them; a zip is left to parse_file."""
+    from importers import summary
+    from importers.base import SIZE_FIELDS
+
+    path = write(tmp_path / "mixed.csv",
+                 "arch,C,N,D,n_experts,loss,eval_loss\ndense,6e18,1e8,,,3.0,\nmoe,1.2e20,,2e10,8,2.6,2.7\n"
+                 ",6e19,,1e10,2.4,2.7,2.8\n,,3e8,6e9,,2.9,\n")
+    rows = summary.read_file(str(path))
+    runs = parse_file(path)
+    assert rows.names == [r.name for r in runs] and rows.n_rows == 4
+    for field_name in SIZE_FIELDS:
+        assert rows.sizes[field_name] == [getattr(r, field_name) for r in runs], field_name
+    assert rows.arch == [r.arch for r in runs] and [r.flops_rule == "given" for r in runs] == rows.flops_given
+    for metric in ("loss", "eval_loss"):
+        want = [r.metrics.loc[r.metrics["name"] == metric, "value"].tolist() for r in runs]
+        assert [[v] if not math.isnan(v) else [] for v in rows.metric(metric)] == want
+    assert rows.metric("ppl") is None
+    archive = tmp_path / "t.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(path, "mixed.csv")
+    assert summary.read_file(str(archive)) is None
+    with pytest.raises(InputError, match="ghost.csv does not exist"):
+        summary.read_file(str(tmp_path / "ghost.csv"))
+
+
 def test_summary_tables_with_aliases_suffixes_and_derivations(tmp_path):
     nd = write(tmp_path / "chinchilla.csv", "N,D,loss\n1e8,2e9,3.1\n125M,300B,2.9\n")
     assert detect_format(nd) == "summary"
