@@ -68,10 +68,31 @@ def _check_args(args) -> None:
         raise InputError("--budgets must be positive FLOP counts, e.g. 1e21 5.76e23")
 
 
+def _keep_freed_memory() -> None:
+    """Let this process reuse the memory the fit frees instead of handing it back to the OS.
+
+    The fit allocates and frees arrays of (starts × points) on every Newton step; glibc returns blocks
+    over 128 KiB (and the top of the heap over 128 KiB) to the kernel at once, so each step faults its
+    pages in again: 0.2–0.3 s of system time in `cli.py fit` on the Chinchilla table (benchmarks/README.md,
+    Approach 3). Raising both thresholds keeps them in the heap (peak memory unchanged, 236 MB). A no-op
+    where the C library has no mallopt (macOS, musl, Windows).
+    """
+    import ctypes  # only here: nothing else in the CLI needs it
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value on 64-bit
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 def fit(args) -> int:
     method = args.method or LAWS[args.law].method
     fit_data.check_method(args.law, method)
     _check_args(args)
+    _keep_freed_memory()
     options = fit_data.FitOptions(law=args.law, method=method, drop_highest=args.drop_highest,
                                   n_bootstrap=args.bootstrap, seed=args.seed, fix_alpha_eq_beta=args.fix_alpha_beta,
                                   grid=args.grid, budgets=tuple(args.budgets), x=args.x)
