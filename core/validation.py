@@ -179,3 +179,15 @@ def printable(text: object) -> str:
     """``text`` with control characters written as escapes (``\\x1b``), for terminal output of
     names a store made before these rules may still hold."""
     return CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", str(text))
+
+
+# Wall times above this many seconds (~31 years) are Unix timestamps, not durations: every import
+# path stores them as seconds since the run's first logged point (importers/derive.py, db/bulk.py).
+UNIX_TIME_FLOOR = 1e9
+
+
+def wall_time_origin(min_wall_time) -> float:
+    """What to subtract from a run's wall times: its first timestamp when they are Unix times, else 0."""
+    if min_wall_time is None or min_wall_time != min_wall_time:  # None or NaN: no wall times
+        return 0.0
+    return float(min_wall_time) if min_wall_time > UNIX_TIME_FLOOR else 0.0

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from core.errors import DuplicateRunError, InputError
-from core.validation import check_file_size, check_text_file, check_unique_columns, clean_name
+from core.validation import check_file_size, check_text_file, check_unique_columns, clean_name, wall_time_origin
 from db import dialects, schema
 from db.store import DUPLICATE_POLICIES, Store
 
@@ -152,8 +152,8 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
         try:
             cols, source, q = _source(conn, literal, what)
             pairs = conn.exec_driver_sql(
-                f"SELECT CAST({q('run')} AS VARCHAR), CAST({q('metric')} AS VARCHAR), count(*) "
-                f"FROM {source} GROUP BY 1, 2").fetchall()
+                f"SELECT CAST({q('run')} AS VARCHAR), CAST({q('metric')} AS VARCHAR), count(*), "
+                f"min(CAST({q('wall_time')} AS DOUBLE)) FROM {source} GROUP BY 1, 2").fetchall()
         except sa.exc.DBAPIError as exc:
             raise _unreadable(what, exc) from None
         run_of, metric_of, counts = _clean_names(pairs, cols, what)
@@ -161,9 +161,11 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
         if not ids:
             return []
         raws = [r for r in run_of if run_of[r] in ids]
-        conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_src (raw VARCHAR, run_id BIGINT)")
+        origin = _wall_origins(pairs, run_of, wall_at=3)
+        conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_src (raw VARCHAR, run_id BIGINT, wall_origin DOUBLE)")
         Store.bulk_insert(conn, sa.table("_ss_src"), pa.table(
-            {"raw": pa.array(raws, pa.string()), "run_id": pa.array([ids[run_of[r]] for r in raws], pa.int64())}))
+            {"raw": pa.array(raws, pa.string()), "run_id": pa.array([ids[run_of[r]] for r in raws], pa.int64()),
+             "wall_origin": pa.array([origin[run_of[r]] for r in raws], pa.float64())}))
         conn.exec_driver_sql("CREATE OR REPLACE TEMP TABLE _ss_metric (raw VARCHAR, name VARCHAR)")
         Store.bulk_insert(conn, sa.table("_ss_metric"), pa.table(
             {"raw": pa.array(list(metric_of), pa.string()), "name": pa.array(list(metric_of.values()), pa.string())}))
@@ -171,7 +173,8 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
             conn.exec_driver_sql(
                 "INSERT INTO metrics (run_id, name, step, tokens, flops, wall_time, value) "
                 f"SELECT i.run_id, n.name, CAST({q('step')} AS DOUBLE), "
-                f"CAST({q('tokens')} AS DOUBLE), CAST({q('flops')} AS DOUBLE), CAST({q('wall_time')} AS DOUBLE), "
+                f"CAST({q('tokens')} AS DOUBLE), CAST({q('flops')} AS DOUBLE), "
+                f"CAST({q('wall_time')} AS DOUBLE) - i.wall_origin, "
                 f"CAST({q('value')} AS DOUBLE) FROM {source} s "
                 f"JOIN _ss_src i ON i.raw = CAST(s.{q('run')} AS VARCHAR) "
                 f"JOIN _ss_metric n ON n.raw = CAST(s.{q('metric')} AS VARCHAR)")
@@ -190,6 +193,19 @@ def ingest_long_table(store: Store, path: str | Path, on_duplicate: str = "error
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     return [{"id": i, "name": rename.get(n, n), "format": source_format, "n_metric_rows": counts[n]}
             for n, i in ids.items()]
+
+
+def _wall_origins(pairs: list, run_of: dict, wall_at: int) -> dict:
+    """Per run name, what to subtract from its wall times (core.validation.wall_time_origin of the run's
+    smallest one), from the first pass's (raw run, raw metric, ..., min wall time at ``wall_at``) groups:
+    the small-file path measures Unix timestamps from the run's first point, and so does this one."""
+    smallest: dict = {}
+    for p in pairs:
+        w = p[wall_at]
+        if w is not None and w == w:
+            name = run_of[p[0]]
+            smallest[name] = w if name not in smallest else min(smallest[name], w)
+    return {name: wall_time_origin(smallest.get(name)) for name in set(run_of.values())}
 
 
 def _clean_names(pairs: list, cols: dict[str, str], what: str):
@@ -234,8 +250,8 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
                 typed = "SELECT * FROM _ss_rows"
                 # One pass: rows, final tokens/FLOPs and bad rows per (run, metric).
                 pairs = duck.exec_driver_sql(
-                    f"SELECT run, name, count(*), max(tokens), max(flops), count(*) FILTER ({_BAD_ROW}) "
-                    f"FROM ({typed}) m GROUP BY 1, 2").fetchall()
+                    f"SELECT run, name, count(*), max(tokens), max(flops), count(*) FILTER ({_BAD_ROW}), "
+                    f"min(wall_time) FROM ({typed}) m GROUP BY 1, 2").fetchall()
             except sa.exc.DBAPIError as exc:
                 raise _unreadable(what, exc) from None
             run_of, metric_of, counts = _clean_names(pairs, cols, what)
@@ -244,7 +260,7 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
                                            f"WHERE {_BAD_ROW} LIMIT 1").one()
                 raise InputError(_bad_row_message(what, run_of[bad[0]], *bad[1:]))
             final: dict[str, list] = {}
-            for raw, _, _, tokens, flops, _ in pairs:
+            for raw, _, _, tokens, flops, _, _ in pairs:
                 seen = final.setdefault(run_of[raw], [None, None])
                 seen[0] = tokens if seen[0] is None or (tokens is not None and tokens > seen[0]) else seen[0]
                 seen[1] = flops if seen[1] is None or (flops is not None and flops > seen[1]) else seen[1]
@@ -255,15 +271,18 @@ def _ingest_long_table_copy(store: Store, path: Path, on_duplicate: str, source_
                     return []
                 raws = [r for r in run_of if run_of[r] in ids]
                 raw_duck = duck.connection.driver_connection
+                origin = _wall_origins(pairs, run_of, wall_at=6)
                 raw_duck.register("_ss_src", pa.table({"raw": pa.array(raws, pa.string()), "run_id": pa.array(
-                    [ids[run_of[r]] for r in raws], pa.int32())}))
+                    [ids[run_of[r]] for r in raws], pa.int32()), "wall_origin": pa.array(
+                    [origin[run_of[r]] for r in raws], pa.float64())}))
                 raw_duck.register("_ss_metric", pa.table({"raw": pa.array(list(metric_of), pa.string()),
                                                           "name": pa.array(list(metric_of.values()), pa.string())}))
                 columns = ["run_id", "name", "step", "tokens", "flops", "wall_time", "value"]
                 rows = None
                 try:
                     rows = raw_duck.sql(
-                        f"SELECT i.run_id, n.name, s.step, s.tokens, s.flops, s.wall_time, s.value FROM ({typed}) s "
+                        f"SELECT i.run_id, n.name, s.step, s.tokens, s.flops, s.wall_time - i.wall_origin, s.value "
+                        f"FROM ({typed}) s "
                         "JOIN _ss_src i ON i.raw = s.run JOIN _ss_metric n ON n.raw = s.name").to_arrow_reader(
                         dialects.COPY_CHUNK_ROWS)
                     dialects.copy_batches(conn, "metrics", columns, rows)

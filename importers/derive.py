@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.validation import UNIX_TIME_FLOOR
 from importers.base import METRIC_COLUMNS, SIZE_FIELDS, ParsedRun, empty_metrics
 from importers.safety import check_finite, check_non_negative, check_size_value
 
 # FLOPs per parameter per token for one forward + backward pass (Kaplan et al. 2020, eq. 2.1).
 FLOPS_PER_PARAM_TOKEN = 6.0
-# Wall times above this many seconds (~31 years) are Unix timestamps, not durations.
-UNIX_TIME_FLOOR = 1e9
 INTEGER_FIELDS = ("n_experts", "top_k", "seq_len")
 # Unix-time wall-clock origins by run name, for a file read in pieces (importers/incremental.py): when
 # set, finish_run measures wall times from the origin recorded here (recording the first piece's).

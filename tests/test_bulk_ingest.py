@@ -196,6 +196,24 @@ def test_good_long_table_lands_the_same_by_both_paths(store, tmp_path, route):
     assert store.runs().set_index("name").loc["a", "source_file"] == "trim.csv"
 
 
+def test_unix_wall_times_are_measured_from_the_runs_first_point_by_both_paths(store, tmp_path, route):
+    """Timestamps (> 1e9 s) become seconds since the run's first logged point, whichever path reads
+    them (the run's first point over all its metrics, and across raw names that trim to one run);
+    durations are kept as they are."""
+    from services.ingest import ingest_paths
+
+    kind, calls = route
+    path = tmp_path / "clock.csv"
+    path.write_bytes(b"run,step,metric,value,wall_time\n"
+                     b"a,1,loss,2.5,1700000005.5\na,2,loss,2.0,1700000010\n a ,1,acc,0.5,1700000000\n"
+                     b"d,1,loss,3.0,12.5\nd,2,loss,2.9,20\n")
+    ingest_paths(store, [path])
+    assert bool(calls) == (kind == "bulk")
+    m = store.metrics(["a", "d"]).sort_values(["run", "name", "step"])
+    assert m[["run", "name", "wall_time"]].values.tolist() == [
+        ["a", "acc", 0.0], ["a", "loss", 5.5], ["a", "loss", 10.0], ["d", "loss", 12.5], ["d", "loss", 20.0]]
+
+
 def test_size_limit_applies_to_the_bulk_path(store, tmp_path, monkeypatch, route):
     from services.ingest import ingest_paths, ingest_uploads
 
