@@ -316,17 +316,6 @@ def test_a_fifo_or_unreadable_file_stops_with_a_reason(store, watcher, logs, mon
     assert "Permission denied" in report.errors[str(locked)] and "permissions" in report.errors[str(locked)]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file; covered by the PermissionError case above")
-def test_chmod_000_file_stops_with_a_reason(store, watcher, logs):
-    path = logs / "secret.csv"
-    path.write_text("step,loss\n0,1.0\n")
-    path.chmod(0)
-    try:
-        assert "permissions" in watcher.scan().errors[str(path)]
-    finally:
-        path.chmod(0o644)
-
-
 def test_a_run_name_taken_by_an_upload_is_not_touched(store, watcher, logs):
     from services.ingest import ingest_paths
 
