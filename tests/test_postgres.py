@@ -94,7 +94,9 @@ def test_eight_processes_import_while_a_reader_polls(pg_url, tmp_path):
             polls += 1
             time.sleep(0.02)
         errors = [w.communicate(timeout=120)[1] for w in workers]
-        assert [w.returncode for w in workers] == [0] * N_PROCESSES, errors
+        codes = [w.returncode for w in workers]
+        assert codes == [0] * N_PROCESSES, f"exit codes {codes}; first failing worker's stderr:\n" + next(
+            (e[-3000:] for c, e in zip(codes, errors) if c), "")
     finally:
         for w in workers:
             if w.poll() is None:
