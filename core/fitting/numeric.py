@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.fitting.residuals import FitSpec
+from core.fitting.residuals import FitSpec, central_jacobian
 
 LogPred = Callable[[np.ndarray, dict], np.ndarray]  # (theta (k, P), logs) -> log ŷ (k, n)
 
@@ -26,14 +26,7 @@ def numeric_spec(theta_names: Sequence[str], log_pred: LogPred, to_params: Calla
         theta = np.asarray(theta, np.float64)
         with np.errstate(all="ignore"):  # far-off starts overflow; their objective is then inf and they stall
             r = log_pred(theta, logs) - log_y
-            jac = np.empty(r.shape + (theta.shape[1],))
-            for j in range(theta.shape[1]):
-                h = 1e-6 * np.maximum(1.0, np.abs(theta[:, j]))
-                tp, tm = theta.copy(), theta.copy()
-                tp[:, j] += h
-                tm[:, j] -= h
-                jac[..., j] = (log_pred(tp, logs) - log_pred(tm, logs)) / (2 * h)[:, None]
-        return r, jac
+        return r, central_jacobian(lambda th: log_pred(th, logs), theta, r.shape)
 
     return FitSpec(tuple(theta_names), residual, to_params, starts, gauss_newton=True, **options)
 

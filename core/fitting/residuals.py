@@ -203,19 +203,28 @@ def _data_constrained_log_pred(theta, n, d, u):
             r_star_d=p["r_star_d"], r_star_n=p["r_star_n"])))
 
 
-def r_data_constrained(theta, logs, log_y):
-    n, d, u = logs["n_params_raw"], logs["tokens_raw"], logs["unique_tokens_raw"]
-    theta = np.asarray(theta, np.float64)
-    r = _data_constrained_log_pred(theta, n, d, u) - log_y
-    jac = np.empty(r.shape + (theta.shape[1],))
+def central_jacobian(log_pred: Callable, theta: np.ndarray, shape: tuple) -> np.ndarray:
+    """∂ log_pred / ∂θ by central differences, step 1e-6·max(1, |θ_j|); theta (S, P), ``shape`` the
+    residuals' (S, n) → (S, n, P).
+
+    For laws whose analytic derivatives are not worth writing out (the data-constrained law, the
+    registry's numeric fit specs in core/fitting/numeric.py); fitted with a Gauss-Newton Hessian."""
+    jac = np.empty(tuple(shape) + (theta.shape[1],))
     for j in range(theta.shape[1]):
         h = 1e-6 * np.maximum(1.0, np.abs(theta[:, j]))
         tp, tm = theta.copy(), theta.copy()
         tp[:, j] += h
         tm[:, j] -= h
         with np.errstate(all="ignore"):  # far-off starts overflow; their objective is then inf and they stall
-            jac[..., j] = (_data_constrained_log_pred(tp, n, d, u) - _data_constrained_log_pred(tm, n, d, u)) / (2 * h)[:, None]
-    return r, jac
+            jac[..., j] = (log_pred(tp) - log_pred(tm)) / (2 * h)[:, None]
+    return jac
+
+
+def r_data_constrained(theta, logs, log_y):
+    n, d, u = logs["n_params_raw"], logs["tokens_raw"], logs["unique_tokens_raw"]
+    theta = np.asarray(theta, np.float64)
+    r = _data_constrained_log_pred(theta, n, d, u) - log_y
+    return r, central_jacobian(lambda th: _data_constrained_log_pred(th, n, d, u), theta, r.shape)
 
 
 def data_constrained_starts(logs, log_y):
