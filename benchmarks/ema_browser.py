@@ -16,7 +16,6 @@ prints).
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.planner_browser import latency_table, machine  # noqa: E402  (one report format)
+from benchmarks.planner_browser import latency_table, machine, report  # noqa: E402  (one report format)
 from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit, stop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS_ema.md"
@@ -100,14 +99,7 @@ def main() -> int:
              "",
              f"Machine: {machine()}.",
              ""] + latency_table(rows) + [""]
-    lines.append("Per press (ms to the new curve): " + ", ".join(f"{v:.0f}" for v in to_curve))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as f:
-            f.write("\n" + text)
-        print(f"appended to {RESULTS.relative_to(ROOT)}")
-    return 0 if statistics.median(to_curve) <= TARGET_MS else 1
+    return report(lines, "Per press (ms to the new curve)", to_curve, RESULTS, TARGET_MS, append=not args.no_append)
 
 
 if __name__ == "__main__":

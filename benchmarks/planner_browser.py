@@ -126,14 +126,20 @@ def main() -> int:
              "",
              f"Machine: {machine()}.",
              ""] + latency_table(rows) + [""]
-    lines.append("Per press (ms to N*): " + ", ".join(f"{v:.0f}" for v in to_number))
+    return report(lines, "Per press (ms to N*)", to_number, RESULTS, TARGET_MS, append=not args.no_append)
+
+
+def report(lines: list[str], per_press_label: str, latencies_ms, results: Path, target_ms: float,
+           append: bool = True) -> int:
+    """Print the report (and append it to ``results``); exit status 0 when the median meets the target."""
+    lines = lines + [f"{per_press_label}: " + ", ".join(f"{v:.0f}" for v in latencies_ms)]
     text = "\n".join(lines) + "\n"
     print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as f:
+    if append:
+        with results.open("a") as f:
             f.write("\n" + text)
-        print(f"appended to {RESULTS.relative_to(ROOT)}")
-    return 0 if statistics.median(to_number) <= TARGET_MS else 1
+        print(f"appended to {results.relative_to(ROOT)}")
+    return 0 if statistics.median(latencies_ms) <= target_ms else 1
 
 
 if __name__ == "__main__":
