@@ -70,8 +70,10 @@ def concat_metrics(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return out.astype({c: "float64" for c in METRIC_COLUMNS if c != "name"})
 
 
-def finish_run(run: ParsedRun, what: str) -> ParsedRun:
-    """Check a parsed run's sizes and points, then fill the tokens and FLOPs they imply."""
+def finish_sizes(run, what: str) -> None:
+    """The run-level checks of finish_run on anything with the size attributes (a ParsedRun, or a
+    summary-table row read without a metric frame): sizes valid, integer fields whole, a router with
+    more than one expert means MoE, a dense run's active parameters are its parameters."""
     for field_name in SIZE_FIELDS:
         check_size_value(getattr(run, field_name), field_name, f"{what} (run {run.name!r})")
     for field_name in INTEGER_FIELDS:
@@ -82,6 +84,11 @@ def finish_run(run: ParsedRun, what: str) -> ParsedRun:
         run.arch = "moe"
     if run.arch == "dense" and run.n_active_params is None and run.n_params is not None:
         run.n_active_params = run.n_params
+
+
+def finish_run(run: ParsedRun, what: str) -> ParsedRun:
+    """Check a parsed run's sizes and points, then fill the tokens and FLOPs they imply."""
+    finish_sizes(run, what)
 
     m = run.metrics if run.metrics is not None else empty_metrics()
     m = m.reset_index(drop=True)

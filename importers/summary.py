@@ -22,8 +22,9 @@ import numpy as np
 from core.errors import InputError
 from importers.base import ParsedRun
 from importers.base import SIZE_FIELDS
-from importers.derive import FLOPS_PER_PARAM_TOKEN, INTEGER_FIELDS, check_unique_names, concat_metrics, finish_run, metrics_frame
-from importers.safety import SNIFF_BYTES, check_not_empty, check_size, check_size_value, clean_name, resolve_max_bytes
+from importers.derive import (FLOPS_PER_PARAM_TOKEN, check_unique_names, concat_metrics, finish_run, finish_sizes,
+                              metrics_frame)
+from importers.safety import SNIFF_BYTES, check_not_empty, check_size, clean_name, resolve_max_bytes
 from importers.tabular import STEP_ALIASES, Table, clean_strings, find_column, normalize, read_table
 
 # Normalised column names for each field, most specific first.
@@ -173,16 +174,7 @@ def _finish_sizes(row: SimpleNamespace, what: str) -> None:
     """The run-level part of importers.derive.finish_run (same checks, same messages, same order), done on
     a row's sizes so that a fit needs no metric frame; finish_run repeats it unchanged on the ParsedRun."""
     where = f"{what} (run {row.name!r})"
-    for field_name in SIZE_FIELDS:
-        check_size_value(getattr(row, field_name), field_name, where)
-    for field_name in INTEGER_FIELDS:
-        value = getattr(row, field_name)
-        if value is not None:
-            setattr(row, field_name, int(round(float(value))))
-    if row.n_experts is not None and row.n_experts > 1 and row.arch == "dense":
-        row.arch = "moe"
-    if row.arch == "dense" and row.n_active_params is None and row.n_params is not None:
-        row.n_active_params = row.n_params
+    finish_sizes(row, what)
     if row.flops is None and row.tokens is not None and row.n_active_params is not None:
         with np.errstate(over="ignore"):
             flops = FLOPS_PER_PARAM_TOKEN * float(row.n_active_params) * float(row.tokens)
