@@ -321,7 +321,7 @@ def test_pickled_weights_are_refused(tmp_path, saved_models):
 
 def test_remote_code_checkpoints_are_refused_without_suggesting_remote_code(tmp_path):
     """A config with an auto_map needs the checkpoint's own Python: refused, and the message says
-    ScaleScope never runs it instead of passing on transformers' "pass trust_remote_code=True"."""
+    ScaleScope never runs it instead of passing on transformers' advice to enable remote code."""
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "my_moe", "architectures": ["MyMoe"],
         "auto_map": {"AutoConfig": "cfg.MyConfig", "AutoModelForCausalLM": "model.MyMoe"}}))

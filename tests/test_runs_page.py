@@ -338,12 +338,20 @@ def test_chart_builders_pass_plotlys_validation():
     band = raw.assign(lo=raw["value"] - 0.1, hi=raw["value"] + 0.1)[["run", "x", "lo", "hi"]]
     colours, groups = charts.run_colours(["a", "<b>"], {"a": 1e-3, "<b>": None})
     for log_x in (False, True):
-        go.Figure(charts.panel_figure("loss", raw, raw, colours, groups, x_title="tokens", log_x=log_x, log_y=True,
-                                      envelope=band, span=(1.0, 49.0), group_title="lr"))
+        fig = go.Figure(charts.panel_figure("loss", raw, raw, colours, groups, x_title="tokens", log_x=log_x,
+                                            log_y=True, envelope=band, span=(1.0, 49.0), group_title="lr"))
+        assert fig.layout.yaxis.type == "log" and (fig.layout.xaxis.type == "log") == log_x
+        assert len(fig.data) >= 4  # per run: faint raw + smoothed line, plus the envelope band
+        names = " ".join(str(t.name) for t in fig.data)
+        assert "<b>" not in names  # a run named "<b>" reaches Plotly escaped, never as markup
+        assert all(len(t.x) == len(t.y) for t in fig.data if t.x is not None)
     bands = pd.DataFrame({"group": "1", "x": x, "mean": x, "lo": x, "hi": x, "n_runs": 2})
-    go.Figure(charts.group_figure("loss", bands, "lr", x_title="flops", log_x=True, log_y=False))
-    go.Figure(charts.forecast_figure(pd.DataFrame({"step": x, "value": x}), x, x, x - 1, x + 1, metric="loss",
-                                     law_prediction=2.0, final_step=49))
+    fig = go.Figure(charts.group_figure("loss", bands, "lr", x_title="flops", log_x=True, log_y=False))
+    assert fig.layout.xaxis.type == "log" and len(fig.data) >= 2  # mean line and its min-max band
+    fig = go.Figure(charts.forecast_figure(pd.DataFrame({"step": x, "value": x}), x, x, x - 1, x + 1,
+                                           metric="loss", law_prediction=2.0, final_step=49))
+    dashed = [t for t in fig.data if getattr(t, "line", None) is not None and t.line.dash == "dash"]
+    assert dashed and list(dashed[0].y) == list(x)  # the forecast is the dashed curve
 
 
 def test_filtering_after_a_link_plots_the_filtered_runs(three_runs, db_url, monkeypatch):

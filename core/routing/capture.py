@@ -106,8 +106,8 @@ def _check_checkpoint_dir(model_dir: Path) -> None:
 
 
 def _remote_code_refusal(model_dir: Path, exc: Exception) -> str | None:
-    """The refusal for a checkpoint that needs its own Python code (transformers' message would tell
-    the user to pass trust_remote_code=True, which ScaleScope never does)."""
+    """The refusal for a checkpoint that needs its own Python code (transformers' own message would tell
+    the user to enable remote code, which ScaleScope never does)."""
     text = str(exc)
     if "trust_remote_code" not in text and "custom code" not in text:
         return None
