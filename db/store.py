@@ -133,13 +133,7 @@ class Store:
         self._changes_key = key
         self.engine = None
         try:
-            self.engine = sa.create_engine(self.url)
-            sa.event.listen(self.engine, "handle_error", self._translate_error)
-            sa.event.listen(self.engine, "commit", self._committed)
-            with self._lock:
-                self._upgrade(path, create)
-            if check:
-                self.check()
+            self._start_engine(sa.create_engine(self.url), path, create, check)
         except Exception as exc:
             if self.engine is not None:
                 self.engine.dispose()
@@ -166,11 +160,7 @@ class Store:
         try:
             self.engine = sa.create_engine(self.url, **self.dialect.engine_options())
             self.dialect.prepare_engine(self.engine)
-            sa.event.listen(self.engine, "handle_error", self._translate_error)
-            sa.event.listen(self.engine, "commit", self._committed)
-            self._upgrade(self.display_url, create)
-            if check:
-                self.check()
+            self._start_engine(self.engine, self.display_url, create, check)
         except Exception as exc:
             if self.engine is not None:
                 self.engine.dispose()
@@ -182,6 +172,17 @@ class Store:
             raise StoreError(f"Cannot open the database {self.display_url}: "
                              f"{dialects.scrub(_driver_message(exc), self.url)}. Check the URL, the user's rights "
                              "on that database, and that the server runs.") from None
+
+    def _start_engine(self, engine, where, create: bool, check: bool) -> None:
+        """Both engines alike: error translation and the change counter hooked in, the schema created or
+        upgraded (under the per-file lock on DuckDB; a no-op lock on a server), the damage check."""
+        self.engine = engine
+        sa.event.listen(engine, "handle_error", self._translate_error)
+        sa.event.listen(engine, "commit", self._committed)
+        with self._lock:
+            self._upgrade(where, create)
+        if check:
+            self.check()
 
     def _translate_error(self, ctx):
         """SQLAlchemy ``handle_error`` hook: a query that meets a damaged block (DuckDB) or a server that
