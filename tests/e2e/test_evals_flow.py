@@ -50,7 +50,9 @@ def test_upload_wide_csv_shows_table_and_pca(server, page, tmp_path):
     page.get_by_text("32 of 32 eval results · 8 runs · 4 tasks", exact=False).wait_for()
     page.locator("[data-testid=stDataFrame]").first.wait_for()
     page.get_by_text("PC1 explains", exact=False).wait_for()
-    assert page.locator("[data-testid=stPlotlyChart]").count() >= 4  # scaling, scree, loadings, PC space
+    # scaling, scree, loadings, PC space: Plotly's bundle loads lazily, so the charts may follow the text
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]"
+                           ".filter(c => c.querySelector('.main-svg')).length >= 4")
     page.wait_for_function(  # the PC1–PC2 scatter is coloured by family
         "() => ['sweep-A', 'sweep-B'].every(f => [...document.querySelectorAll('.legendtext')]"
         ".some(e => e.textContent === f))")

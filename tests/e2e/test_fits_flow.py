@@ -57,7 +57,7 @@ def test_fit_demo_runs_shows_table_and_plots(server, page, tmp_path):
     page.wait_for_function(  # the loss-vs-compute chart draws the efficient frontier and its band
         "() => ['efficient frontier L(N*(C), D*(C))', '95% bootstrap band'].every(n =>"
         " [...document.querySelectorAll('.legendtext')].some(e => e.textContent === n))")
-    assert page.locator("[data-testid=stPlotlyChart]").count() >= 1
+    assert page.locator("[data-testid=stPlotlyChart] .main-svg").count() >= 1
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Parameters as CSV").click()

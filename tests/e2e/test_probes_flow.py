@@ -34,6 +34,7 @@ def test_throughput_probe_shows_tokens_per_s_and_mfu(server, page):
     wait_idle(page, timeout=120_000)
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
     metrics = page.locator("[data-testid=stMetric]")
+    metrics.nth(4).wait_for()
     assert metrics.count() == 5
     values = {metrics.nth(i).locator("[data-testid=stMetricLabel]").inner_text().strip():
               metrics.nth(i).locator("[data-testid=stMetricValue]").inner_text().strip() for i in range(5)}
