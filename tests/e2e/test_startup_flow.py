@@ -10,18 +10,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import start_streamlit, stop, wait_idle
+from tests.e2e.conftest import start_streamlit, stop, stretched, wait_idle
 
 CHART = "[data-testid=stPlotlyChart]"
 FIRST_PAGE_S = 15.0  # the issue's allowance for this test (5 s is the target: benchmarks/startup.py)
-
-
-def allowance() -> float:
-    """FIRST_PAGE_S, stretched when the machine is oversubscribed (more than 4 runnable processes per
-    core over the last minute, as on a CI box shared by several jobs): the test still catches a start
-    that computes the demo again (~70 s), not the neighbours' load."""
-    per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
-    return FIRST_PAGE_S * max(1.0, per_core / 4.0)
 
 
 def selected(page, key: str) -> str:
@@ -49,7 +41,7 @@ def test_cold_start_is_usable_quickly_and_fits_opens_on_the_example(browser, col
         page.wait_for_selector(CHART, state="visible")
         wait_idle(page)
         elapsed = time.perf_counter() - start
-        assert elapsed <= allowance(), f"first page usable after {elapsed:.1f} s (load {os.getloadavg()[0]:.1f})"
+        assert elapsed <= stretched(FIRST_PAGE_S), f"first page usable after {elapsed:.1f} s (load {os.getloadavg()[0]:.1f})"
         assert page.locator("h1").first.inner_text() == "Runs"
         assert page.locator("[data-testid=stException]").count() == 0
 

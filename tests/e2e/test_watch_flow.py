@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import _need_chromium, screenshot, start_streamlit, stop, wait_idle
+from tests.e2e.conftest import _need_chromium, screenshot, start_streamlit, stop, stretched, wait_idle
 
 pytestmark = pytest.mark.e2e
 RUN = "live-tb"
@@ -66,10 +66,11 @@ def test_appended_tensorboard_points_appear_without_reload(watch_server, writer,
     for step in range(20, 30):
         writer.add_scalar("loss", 4.0 - 0.05 * step, step)
     writer.flush()
+    bound_s = stretched(5.0)  # the 5 s, on a machine that is not oversubscribed
     t0 = time.perf_counter()
-    page.wait_for_function(f"n => ({MAX_STEP_JS})(n) >= 29", arg=RUN, timeout=5_000)
+    page.wait_for_function(f"n => ({MAX_STEP_JS})(n) >= 29", arg=RUN, timeout=bound_s * 1000)
     elapsed = time.perf_counter() - t0
-    assert elapsed <= 5.0
+    assert elapsed <= bound_s
     assert page.evaluate("() => window.__ss_not_reloaded === true")  # no reload: updated in place
     print(f"new points on the chart after {elapsed:.2f} s")
     screenshot(page, "runs_live_watch")
