@@ -37,7 +37,7 @@ def test_upload_wide_csv_shows_table_and_pca(server, page, tmp_path):
     wait_idle(page)
     page.goto(server["url"] + "/evals")
     wait_idle(page)
-    assert page.get_by_role("heading", name="Evals").first.is_visible()
+    page.get_by_role("heading", name="Evals").first.wait_for()
     dropzone = page.locator("[data-testid=stFileUploaderDropzoneInput]")
     if not dropzone.count():  # the import form is folded once the store holds evals
         page.get_by_text("Import eval results").click()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import screenshot, wait_idle
 
@@ -22,8 +23,8 @@ def test_throughput_probe_shows_tokens_per_s_and_mfu(server, page):
     page.goto(server["url"] + "/probes?probe=throughput")  # straight to the throughput probe
     wait_idle(page, timeout=120_000)  # the first visit imports torch and transformers in the server
     page.get_by_role("heading", name="Probes", exact=True).wait_for()
-    assert page.get_by_text(re.compile(r"^Runs on (cpu|cuda|mps) \(")).first.is_visible()
-    assert page.get_by_label("Throughput", exact=True).is_checked()
+    page.get_by_text(re.compile(r"^Runs on (cpu|cuda|mps) \(")).first.wait_for()
+    expect(page.get_by_label("Throughput", exact=True)).to_be_checked()
     fill(page, "Model size N (active parameters)", "2e5")
     fill(page, "Batch (sequences)", "2")
     fill(page, "Sequence length", "32")

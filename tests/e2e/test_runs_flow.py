@@ -20,7 +20,7 @@ def test_upload_shows_run_in_table_and_chart(server, page, tmp_path):
     page.goto(server["url"] + "/")
     wait_idle(page)
     # first start seeded the synthetic demo, labelled as such
-    assert page.get_by_text("synthetic demo", exact=False).first.is_visible()
+    page.get_by_text("synthetic demo", exact=False).first.wait_for()
 
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(path))
     page.get_by_text("upload.csv").first.wait_for()
