@@ -17,6 +17,7 @@ file), which every Watcher on that store imports and then removes.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import stat
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -189,6 +191,24 @@ def _sharers(path: str, fmt: Optional[str]) -> Callable[[str], bool]:
     return lambda other: False
 
 
+# Every watcher whose thread was started in this process, stopped at exit: Python ends a daemon thread
+# that is still inside a DuckDB or psycopg call while the interpreter finalizes by unwinding it through
+# C++ frames, which aborts the whole process ("FATAL: exception not rethrown", exit status 134).
+_STARTED: "weakref.WeakSet[Watcher]" = weakref.WeakSet()
+EXIT_JOIN_S = 10.0  # at exit, how long the running scans may take to finish, all watchers together
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    """Runs after the non-daemon threads are joined and before the interpreter finalizes."""
+    watchers = list(_STARTED)
+    for watcher in watchers:
+        watcher._stop.set()
+    deadline = time.monotonic() + EXIT_JOIN_S
+    for watcher in watchers:
+        watcher.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+
 class Watcher:
     """Scans watched folders into a store. ``folders``: this process's folders (``--watch``,
     $SCALESCOPE_WATCH); the store's own list (the Runs page's panel) and its inbox are always added."""
@@ -215,6 +235,7 @@ class Watcher:
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="scalescope-watcher", daemon=True)
             self._thread.start()
+            _STARTED.add(self)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

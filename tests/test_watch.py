@@ -572,3 +572,29 @@ def test_a_folder_removed_and_added_again_takes_its_runs_back(store, logs):
     report = Watcher(store, [], settle_s=3600).scan()
     assert report.errors == {} and report.runs[0]["n_metric_rows"] == 3 and report.runs[0]["added_rows"] == 1
     assert rows(store, "again")["value"].tolist() == [1.0, 0.9, 0.8]
+
+
+EXIT_WHILE_SCANNING = """
+import sys, time
+from pathlib import Path
+from services.runs import open_store
+from services.watch import Watcher
+root = Path(sys.argv[1])
+logs = root / "logs"
+logs.mkdir()
+for i in range(200):
+    (logs / f"r{i}.csv").write_text("step,loss\\n" + "".join(f"{s},{3 - s / 1000}\\n" for s in range(50)))
+watcher = Watcher(open_store(f"duckdb:///{root}/s.duckdb"), [str(logs)], interval=0.0).start()
+time.sleep(float(sys.argv[2]))
+print("running at exit:", watcher.running)
+"""
+
+
+@pytest.mark.parametrize("seconds", [0.7, 1.2, 2.0])
+def test_a_process_that_exits_while_its_watcher_scans_exits_cleanly(tmp_path, seconds):
+    """Without the exit hook, Python kills the daemon thread inside a DuckDB call while it finalizes and
+    the process aborts (status 134, "FATAL: exception not rethrown"): 4 of 7 such exits did here."""
+    out = subprocess.run([sys.executable, "-c", EXIT_WHILE_SCANNING, str(tmp_path), str(seconds)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "running at exit: True"
