@@ -54,15 +54,22 @@ def backtest() -> None:
     names = [n for n in store.runs()["name"] if n.startswith("demo-dense")]
     print(f"\nback-test on the {len(names)} bundled demo runs (error % of the mean loss over the last 10% of steps)")
     print(f"{'run':32s} {'law':13s} {'20%':>8s} {'40%':>8s} {'60%':>8s}")
-    table = {}
+    print("(* = the fit left L0, α or φ at a bound: the page and the CLI warn beside such a forecast)")
+    table, flagged = {}, {}
     for law in ("lr-annealing", "multi-power"):
         for name in names:
             rows = forecast_service.backtest_run(store, name, metric="train_loss", law=law)
             table.setdefault(law, []).append([r.error_pct for r in rows])
-            print(f"{name:32s} {law:13s} " + " ".join(f"{r.error_pct:+8.2f}" for r in rows))
+            flagged.setdefault(law, []).append([bool(r.at_bounds) for r in rows])
+            print(f"{name:32s} {law:13s} " + " ".join(f"{r.error_pct:+8.2f}{'*' if r.at_bounds else ' '}" for r in rows))
     for law, rows in table.items():
-        med = np.median(np.abs(rows), axis=0)
+        err, flag = np.abs(rows), np.array(flagged[law])
+        med = np.median(err, axis=0)
         print(f"median |error| {law:13s}: 20% {med[0]:.1f}%, 40% {med[1]:.1f}%, 60% {med[2]:.1f}%")
+        for col, frac in ((1, "40%"), (2, "60%")):
+            clean = err[~flag[:, col], col]
+            print(f"  {frac}: {int(flag[:, col].sum())} flagged (median |error| {np.median(err[flag[:, col], col]):.1f}%),"
+                  f" {len(clean)} not (median {np.median(clean):.1f}%, max {clean.max():.1f}%)")
 
 
 if __name__ == "__main__":

@@ -64,10 +64,12 @@ def forecast(args: argparse.Namespace) -> int:
     text = (f"{result.run}: {result.metric} at step {result.forecast.final_step:,} → {result.forecast.final_loss:.4f} "
             f"[{lo:.4f}, {hi:.4f}] ({result.forecast.confidence:.0%}, {args.law}; schedule {result.schedule.kind}, "
             f"{result.schedule_source})")
+    text += "".join(f"\nwarning: {w}" for w in result.forecast.warnings)
     if args.backtest:
         rows = forecast_service.backtest_run(store, args.run, metric=result.metric, law=args.law)
         payload["backtest"] = [asdict(r) for r in rows]
         text += "\n" + "\n".join(f"  fitted on first {r.fraction:.0%}: predicted {r.predicted:.4f}, "
-                                 f"actual {r.actual:.4f} ({r.error_pct:+.2f}%)" for r in rows)
+                                 f"actual {r.actual:.4f} ({r.error_pct:+.2f}%)"
+                                 + (f", at a bound: {', '.join(r.at_bounds)}" if r.at_bounds else "") for r in rows)
     emit(args, payload, text)
     return 0

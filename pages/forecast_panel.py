@@ -123,6 +123,8 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
             cols[1].metric("Stored fit predicts", "no fit",
                            help="No stored Chinchilla fit, or this run has no parameter count or tokens; fit one "
                                 "on the Fits page.")
+        for warning in fc.warnings:  # a parameter the observed part of the run did not pin down
+            st.warning(f"{warning[0].upper()}{warning[1:]}.")
         st.caption(f"{fmt.level(fc.confidence)} interval of the final {literal(metric)}: {fmt.interval(lo, hi, 'loss')}. "
                    f"Schedule {result.schedule.kind} (peak LR {fmt.number(result.schedule.peak_lr, 3)}, warmup "
                    f"{fmt.integer(result.schedule.warmup_steps)}, T = {fmt.integer(result.schedule.total_steps)}), "
@@ -142,7 +144,10 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
                     "up to step": [fmt.integer(s) for s in table["observed_until"]],
                     "predicted final": [fmt.loss(v) for v in table["predicted"]],
                     "actual final": [fmt.loss(v) for v in table["actual"]],
-                    "error": [fmt.percent(e / 100.0, 2) for e in table["error_pct"]]}),
+                    "error": [fmt.percent(e / 100.0, 2) for e in table["error_pct"]],
+                    "at a bound": [", ".join(b) or "—" for b in table["at_bounds"]]}),
                     hide_index=True, key="forecast_backtest")
                 st.caption("Final = the mean over the last 10% of steps. Short or noisy runs make the 20% fit a "
-                           "guess; the 60% column is the meaningful one.")
+                           "guess; the 60% column is the meaningful one. \"At a bound\" names the parameters the "
+                           "fit could not pin down (L0 at 0, or the decay removing all of the reducible loss): "
+                           "such a forecast is often far too low.")

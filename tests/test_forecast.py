@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.loss_curve import (CurveFitConfig, annealing_area, curve_features, forecast_curve, multi_power_loss,
-                             tissue_loss)
+from core.loss_curve import (CurveFitConfig, annealing_area, bound_warnings, curve_features, curve_law, forecast_curve,
+                             multi_power_loss, params_at_bounds, tissue_loss)
 from core.runs import ParsedRun
 from core.schedules import Schedule, check_against_logged, infer_schedule, lr_per_step
 from services import forecast as forecast_service
@@ -108,6 +108,7 @@ def test_tissue_forecast_from_the_first_half_lands_within_one_percent_with_the_t
     assert lo <= truth[-1] <= hi
     assert fc.confidence == 0.95
     assert fc.params["alpha"] == pytest.approx(0.45, rel=0.1)
+    assert fc.warnings == () and fc.at_bounds == ()  # every parameter pinned by half a run
 
 
 def test_tissue_fit_is_exact_on_a_noiseless_curve():
@@ -126,6 +127,31 @@ def test_multi_power_recovers_its_own_curve():
     seen = steps <= 6000
     fc = forecast_curve(steps[seen], noisy[seen], COSINE.lr(), 200, CurveFitConfig(law="multi-power", bootstrap=0))
     assert abs(fc.final_loss - truth[-1]) / truth[-1] < 0.01
+
+
+def test_parameters_at_a_bound_are_named_with_what_they_mean():
+    law = curve_law("lr-annealing")
+    assert params_at_bounds(law, (2.0, 0.35, 0.45, 0.3)) == []
+    assert params_at_bounds(law, (0.0, 5.0, 0.1, 1.0)) == [("L0", "lower"), ("phi", "upper")]
+    assert params_at_bounds(law, (2.0, 0.35, 0.45, 0.0)) == []  # no gain from the decay yet: not flagged
+    assert params_at_bounds(law, (2.0, 0.35, 3.0, 0.3)) == [("alpha", "upper")]
+    warnings = bound_warnings(law, (0.0, 5.0, 0.1, 1.0))
+    assert warnings[0].startswith("the irreducible loss L0 sits at its bound 0")
+    assert "likely too low" in warnings[1]
+
+
+def test_a_forecast_that_falls_to_its_floor_says_so():
+    """Fitted before the decay has told it anything, on a short noisy curve, the fit lets the decay
+    remove all of the reducible loss (φ = 1): the forecast is L0, and the warning says why."""
+    steps, _, noisy = _tissue_run(noise=0.0)
+    rng = np.random.default_rng(3)
+    seen = steps <= 1500
+    shaped = noisy[seen] * (1 + 0.03 * rng.standard_normal(seen.sum())) - 4e-5 * steps[seen]  # bends down early
+    fc = forecast_curve(steps[seen], shaped, COSINE.lr(), 200, CurveFitConfig(bootstrap=0))
+    assert "phi" in fc.at_bounds
+    assert fc.final_loss == pytest.approx(fc.params["L0"], rel=1e-6)  # all of the reducible loss removed
+    assert any("likely too low" in w for w in fc.warnings)
+    assert fc.to_dict()["warnings"] == list(fc.warnings)
 
 
 def test_too_few_points_is_a_clear_error():
@@ -172,12 +198,17 @@ def test_backtest_on_the_bundled_demo_runs(store):
     demo = [n for n in store.runs()["name"] if n.startswith("demo-dense")]
     assert len(demo) == 14
     sixty = {"lr-annealing": [], "multi-power": []}
+    unflagged_misses = []
     for law in sixty:
         for name in demo:
             rows = forecast_service.backtest_run(store, name, metric="train_loss", law=law)
             assert [r.fraction for r in rows] == [0.2, 0.4, 0.6]
             assert all(r.actual > 0 and np.isfinite(r.predicted) for r in rows)
             sixty[law].append(abs(rows[2].error_pct))
+            if law == "lr-annealing":  # beyond 20% of a run, a forecast far off is one that says so
+                unflagged_misses += [(name, r.fraction, r.error_pct) for r in rows[1:]
+                                     if abs(r.error_pct) > 15 and not r.at_bounds]
+    assert unflagged_misses == []
     assert np.median(sixty["multi-power"]) < 4.0, sixty
     assert np.median(sixty["lr-annealing"]) < 8.0, sixty
 
@@ -197,6 +228,7 @@ def test_cli_forecast_json(store, db_url):
     for key in ("run", "metric", "law", "params", "final_step", "final_loss", "interval"):
         assert key in doc
     assert doc["run"] == "live" and doc["law"] == "lr-annealing" and doc["final_step"] == 10_000
+    assert doc["warnings"] == [] and doc["at_bounds"] == []  # half of a clean run pins every parameter
     lo, hi = doc["interval"]
     assert lo <= doc["final_loss"] <= hi
     _, truth, _ = _tissue_run()

@@ -301,25 +301,46 @@ def test_forecast_of_a_demo_run_with_the_stored_fit_and_backtest(store, db_url, 
     assert any(d.get("name") == "stored fit's prediction" for d in fig["data"])
     table = next(d.value for d in at.dataframe if "fitted on" in d.value.columns)
     assert table["fitted on"].tolist() == ["20%", "40%", "60%"]
+    assert all(b == "—" or set(b.split(", ")) <= {"L0", "alpha", "phi"} for b in table["at a bound"])
 
 
-def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
-    """A watched run that grows is forecast again on the next run of the page (what follow_live triggers)."""
+def _cosine_lr(s):
+    """A cosine from 3e-4 to 3e-5 over 4,000 steps, no warmup: the LR the forecast tests log."""
     import math
 
-    cosine = lambda s: 3e-5 + (3e-4 - 3e-5) * 0.5 * (1 + math.cos(math.pi * s / 4000))
-    loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
-    store.ingest([_run("live", {"train/loss": loss, "lr": cosine}, steps=range(10, 1500, 10))])
+    return 3e-5 + (3e-4 - 3e-5) * 0.5 * (1 + math.cos(math.pi * s / 4000))
+
+
+def _forecast_declared(store, db_url, monkeypatch, name, loss, upto=1500):
+    """Log ``loss`` and the cosine LR of ``name`` up to step ``upto``, open the page and forecast it with
+    that cosine declared; the AppTest after the run."""
+    store.ingest([_run(name, {"train/loss": loss, "lr": _cosine_lr}, steps=range(10, upto, 10))])
     at = _open(db_url, monkeypatch)
-    at.selectbox(key="forecast_run").select("live").run()
+    at.selectbox(key="forecast_run").select(name).run()
     at.radio(key="forecast_mode").set_value("declared here").run()
     at.number_input(key="forecast_total").set_value(4000).run()
     at.number_input(key="forecast_peak").set_value(3e-4).run()
     at.number_input(key="forecast_final").set_value(3e-5).run()
     at.toggle(key="forecast_on").set_value(True).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_a_forecast_the_curve_does_not_pin_down_says_so(store, db_url, monkeypatch):
+    """A curve still bending down early in its cosine leaves L0 unpinned (at its bound 0): the panel
+    warns beside the number that it may fall far too low (core.loss_curve.params_at_bounds)."""
+    at = _forecast_declared(store, db_url, monkeypatch, "bending",
+                            lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45 - 4e-5 * s)
+    assert [w.value for w in at.warning] == ["The irreducible loss L0 sits at its bound 0: the observed part of "
+                                             "the run does not pin it down, so the forecast may fall far too low."]
+
+
+def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
+    """A watched run that grows is forecast again on the next run of the page (what follow_live triggers)."""
+    loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
+    at = _forecast_declared(store, db_url, monkeypatch, "live", loss)
     before = next(c.value for c in at.caption if "interval of the final" in c.value)
-    store.ingest([_run("live", {"train/loss": loss, "lr": cosine}, steps=range(10, 3000, 10))], on_duplicate="replace")
+    store.ingest([_run("live", {"train/loss": loss, "lr": _cosine_lr}, steps=range(10, 3000, 10))], on_duplicate="replace")
     at.run()
     after = next(c.value for c in at.caption if "interval of the final" in c.value)
     assert before != after
