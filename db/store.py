@@ -249,17 +249,19 @@ class Store:
         conn.execute(sa.insert(schema.schema_info).values(version=schema.SCHEMA_VERSION))
 
     def _check_length(self, conn, path: Path) -> None:
-        """A DuckDB file cut short (a copy or download that stopped early) is refused at once: its
-        header counts the blocks it holds, each of ``block_size`` bytes after three 4 KiB headers."""
+        """A DuckDB file cut short (a copy or download that stopped early) is refused at once: after
+        three 4 KiB headers it must hold at least its USED blocks, each of ``block_size`` bytes. Not
+        its total: a checkpoint truncates free blocks at the end of the file while the header still
+        counts them (a healthy store of 9 blocks, 4 of them free, is 5 blocks long)."""
         if conn.dialect.name != "duckdb":
             return
         row = conn.exec_driver_sql("PRAGMA database_size").mappings().first()
         if not row:
             return
-        expected = 3 * 4096 + int(row["total_blocks"]) * int(row["block_size"])
+        needed = 3 * 4096 + int(row["used_blocks"]) * int(row["block_size"])
         actual = path.stat().st_size
-        if actual < expected:
-            raise _damaged(self.url, f"cut short: {actual:,} bytes where its header counts {expected:,}")
+        if actual < needed:
+            raise _damaged(self.url, f"cut short: {actual:,} bytes where its used blocks need {needed:,}")
 
     def _recorded_version(self, conn, path: Path, tables: set) -> Optional[int]:
         """The schema version the file records; None for an empty database (a new store)."""

@@ -96,6 +96,25 @@ def test_damaged_file_one_line_exit_2(good_store, tmp_path, kind, where):
         Store(url, check=True).close()
 
 
+def test_a_store_written_by_many_processes_in_turn_stays_healthy(tmp_path):
+    """A checkpoint truncates the free blocks at the end of the file while the header still counts them:
+    the fourth process to open such a file was refused as "cut short" (total, not used, blocks)."""
+    url = f"duckdb:///{tmp_path / 'shared.duckdb'}"
+    for i in range(6):
+        log = tmp_path / f"r{i}.csv"
+        log.write_text("step,loss\n1,3.0\n2,2.9\n")
+        out = run_cli("ingest", str(log), "--db", url)
+        assert out.returncode == 0 and f"added r{i} " in out.stdout, out.stderr
+    listed = run_cli("runs", "--db", url)
+    assert listed.returncode == 0, listed.stderr
+    assert all(f"r{i} " in listed.stdout for i in range(6))
+    with pytest.raises(DamagedStoreError, match="is damaged"):  # a real cut is still refused
+        shutil.copy(tmp_path / "shared.duckdb", tmp_path / "cut.duckdb")
+        with open(tmp_path / "cut.duckdb", "r+b") as fh:
+            fh.truncate(3 * 4096 + 262_144)
+        Store(f"duckdb:///{tmp_path / 'cut.duckdb'}", check=True).close()
+
+
 def test_foreign_duckdb_file_is_refused_and_left_byte_for_byte(tmp_path, capsys):
     path = tmp_path / "crm.duckdb"
     con = duckdb.connect(str(path))
