@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.laws import compute_optimal_nd
+
 DEMO_TAG = "synthetic demo"
 
 
@@ -38,8 +40,7 @@ def demo_sweep(cfg: DemoConfig = DemoConfig()) -> list[dict]:
     runs = []
     for budget in cfg.budgets:
         # Sizes around the compute-optimal N for this budget, spread over ±1 decade in log N.
-        g = (cfg.alpha * cfg.A / (cfg.beta * cfg.B)) ** (1 / (cfg.alpha + cfg.beta))
-        n_opt = g * (budget / 6) ** (cfg.beta / (cfg.alpha + cfg.beta))
+        n_opt = float(compute_optimal_nd(budget, cfg.A, cfg.B, cfg.alpha, cfg.beta)[0])
         for n_params in n_opt * np.logspace(-0.8, 0.8, cfg.sizes_per_budget):
             n_params = float(np.round(n_params, -3))
             tokens = budget / (6 * n_params)

@@ -1,6 +1,8 @@
 """core/registry.py: every law declared once and read by fits, the planner, services and pages;
 one Chinchilla closed form; the data-constrained law (Muennighoff et al. 2023) as a full citizen."""
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,9 @@ from services import fits as fit_data
 # Muennighoff et al. 2023's fitted law (their §5: α = β = 0.353, A 521, B 1488, E 1.87; R*_D 15.4, R*_N 5.3).
 MUENNIGHOFF = DataConstrainedParams(chinchilla=ChinchillaParams(E=1.87, A=521.0, B=1488.0, alpha=0.353, beta=0.353),
                                     r_star_d=15.4, r_star_n=5.3)
+# Chinchilla's G written out: αA/(βB), or the power 1/(α+β), whatever the names' prefixes.
+HAND_G = re.compile(r"[\w.]*alpha\s*\*\s*[\w.]*A\s*/\s*\(\s*[\w.]*beta\s*\*\s*[\w.]*B\s*\)"
+                    r"|\*\*\s*\(\s*1(\.0*)?\s*/\s*\(\s*[\w.]*alpha\s*\+\s*[\w.]*beta\s*\)")
 DC_PARAMS = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.353, "beta": 0.353, "r_star_d": 15.4, "r_star_n": 5.3}
 
 
@@ -63,6 +68,15 @@ def test_one_chinchilla_closed_form_everywhere():
     fitted = r.chinchilla_params()
     assert r.optima[0].n_params == pytest.approx(chinchilla_optimal(c, fitted)[0], rel=1e-12)
     assert r.optima[0].n_params == pytest.approx(chinchilla_optimum(c, fitted).n_params, rel=1e-12)
+    # ... and no module writes G = (αA / (βB))^(1/(α+β)) again: core/laws.py holds the one copy.
+    root = Path(__file__).resolve().parents[1]
+    sources = [f for pkg in ("core", "services", "db", "importers", "pages", "commands", "tools")
+               for f in (root / pkg).rglob("*.py")] + [root / "app.py", root / "cli.py"]
+    assert root / "core" / "demo.py" in sources
+    copies = [f"{f.relative_to(root)}:{i}" for f in sources if f != root / "core" / "laws.py"
+              for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if HAND_G.search(line)]
+    assert not copies, f"Chinchilla's G by hand (call core.laws.compute_optimal_nd): {copies}"
+    assert HAND_G.search("g = (cfg.alpha * cfg.A / (cfg.beta * cfg.B)) ** (1 / (cfg.alpha + cfg.beta))")
 
 
 def test_predict_reads_the_registry_for_every_law():
