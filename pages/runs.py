@@ -101,10 +101,11 @@ if name_filter:
                   | table["tags"].str.lower().str.contains(needle, regex=False)].reset_index(drop=True)
     shown = literal(", ".join(table["name"].head(5))) + (" …" if len(table) > 5 else "")
     st.caption(f"{len(table)} of {len(runs)} runs match: {shown}" if len(table) else "No run matches.")
-# Sortable (click a header); sizes no run has are left out, so the table is not a wall of empty cells.
+# Sortable (click a header); sizes no run has are left out, so the table is not a wall of empty cells,
+# and a size one run lacks shows as a dash (placeholder), not a grey "None"; the column stays numeric.
 view = charts.table_view(table, runs, always=("arch", "n_params", "tokens_per_step"))
 edited = st.data_editor(
-    view, key="runs_table", hide_index=True, width="stretch",
+    view, key="runs_table", hide_index=True, width="stretch", placeholder="—",
     disabled=["name", "source_format", "n_metric_rows", "tags", "tokens", "flops"],
     # numbers stay numbers (sorting works) shown as core/format.py writes them: counts 73B, FLOPs 5.88e23
     column_config={c: st.column_config.NumberColumn(c, format="scientific" if c == "flops" else "compact", min_value=0)

@@ -276,6 +276,20 @@ def test_runs_table_leaves_out_empty_columns(three_runs, db_url, monkeypatch):
     assert list(at.dataframe(key="runs_table").value.columns) == list(frame.columns)  # a filter moves no column
 
 
+def test_runs_table_shows_missing_sizes_as_a_dash(three_runs, db_url, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    three_runs.update_run("alpha", n_params=1.2e8)  # one run with a size, two without
+    table = _open(db_url, monkeypatch).dataframe(key="runs_table")
+    assert table.proto.placeholder == "—"  # an empty cell reads "—", not a grey "None"
+    sizes = table.value.set_index("name")["n_params"]
+    assert sizes["alpha"] == 1.2e8 and sizes[["beta", "gamma"]].isna().all()
+    assert pd.api.types.is_numeric_dtype(sizes)  # missing stays NaN in a number column: it sorts as numbers
+    assert json.loads(table.proto.columns)["n_params"]["type_config"]["type"] == "number"
+
+
 # ---------------------------------------------------------------------------------------------
 # forecast on the Runs page (issue 14 §1)
 
@@ -293,7 +307,7 @@ def test_forecast_of_a_demo_run_with_the_stored_fit_and_backtest(store, db_url, 
     metrics = {m.label: m.value for m in at.metric}
     final = next(v for k, v in metrics.items() if k.startswith("Forecast train_loss at step"))
     assert 2.0 < float(final) < 6.0
-    assert float(metrics["Stored fit predicts"]) > 0
+    assert 2.0 < float(metrics["Stored fit predicts"]) < 6.0  # the demo sweep's own fit, a loss of its corpus
     assert metrics["Verdict"] in ("on track", "behind")
     fig = next(f for k, f in _figures(at).items() if "forecast_chart" in k)
     assert any(d.get("line", {}).get("dash") == "dash" for d in fig["data"])       # the forecast, dashed
