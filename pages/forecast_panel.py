@@ -106,7 +106,7 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
         result = _forecast(store, store.url, run, metric, law, schedule, None, version, confidence_level())
         fc = result.forecast
         lo, hi = fc.interval
-        predicted = forecast_service.law_prediction(store, run, fc.final_step)
+        predicted = forecast_service.law_prediction(store, run, fc.final_step, metric)
         verdict = (forecast_service.on_track(fc.final_loss, fc.interval, predicted["prediction"])
                    if predicted else None)
         cols = st.columns(3)
@@ -121,8 +121,9 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
                            delta_color="inverse")
         else:
             cols[1].metric("Stored fit predicts", "no fit",
-                           help="No stored Chinchilla fit, or this run has no parameter count or tokens; fit one "
-                                "on the Fits page.")
+                           help="No stored Chinchilla fit of this run's dataset (a fit of its runs or of runs that "
+                                "share its tag), or this run has no parameter count or tokens; fit one on the Fits "
+                                "page. A law fitted on another dataset predicts another corpus's loss.")
         for warning in fc.warnings:  # a parameter the observed part of the run did not pin down
             st.warning(f"{warning[0].upper()}{warning[1:]}.")
         st.caption(f"{fmt.level(fc.confidence)} interval of the final {literal(metric)}: {fmt.interval(lo, hi, 'loss')}. "

@@ -6,6 +6,7 @@ contradicts the declared schedule is an error (core.schedules). The laws live in
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -136,27 +137,49 @@ def on_track(forecast_final: float, interval, predicted_by_law: float) -> dict:
             "gap": forecast_final - predicted_by_law}
 
 
-def law_prediction(store: Store, run: str, total_steps: Optional[int] = None) -> Optional[dict]:
-    """What the newest stored Chinchilla fit predicts for ``run``'s final loss at its N and D.
+def _tags(text) -> set:
+    try:
+        return set(json.loads(text or "[]"))
+    except (TypeError, ValueError):
+        return set()
+
+
+def comparable_fit(fits: pd.DataFrame, runs: pd.DataFrame, run: str, metric: Optional[str] = None):
+    """The stored Chinchilla fit to hold ``run`` against, or None: a law fitted on another dataset
+    predicts another tokenizer's and corpus's loss (the Epoch Chinchilla fit says 17 nats for a 1M-
+    parameter demo run), so only a fit whose selection holds the run, or shares a tag (its dataset)
+    with it. Among those: one holding the run first, then one fitted on ``metric``, then the newest."""
+    fits = fits[fits["law"] == "chinchilla"]
+    if fits.empty or run not in set(runs["name"]):
+        return None
+    tags_of = dict(zip(runs["name"], runs["tags"].map(_tags)))
+    ranked = []
+    for _, fit in fits.iterrows():
+        selected = (fit["selection"] or {}).get("runs") or []
+        holds = run in selected
+        shared = set().union(*(tags_of.get(name, set()) for name in selected)) & tags_of[run] if selected else set()
+        if holds or shared:
+            ranked.append(((holds, metric is not None and fit["target"] == metric, int(fit["id"])), fit))
+    return max(ranked, key=lambda item: item[0])[1] if ranked else None
+
+
+def law_prediction(store: Store, run: str, total_steps: Optional[int] = None,
+                   metric: Optional[str] = None) -> Optional[dict]:
+    """What a stored Chinchilla fit of ``run``'s own dataset (:func:`comparable_fit`) predicts for its
+    final loss at its N and D.
 
     N is the run's parameter count of the kind the fit was made on (its selection's ``n_kind``); D is
     the run's tokens at the end of training: tokens per step × ``total_steps`` where both are known
-    (a live run has not reached its D yet), else its stored token count. None when no Chinchilla fit
-    is stored or the run lacks a size. Returns {fit_id, fit, target, n_params, tokens, prediction}.
+    (a live run has not reached its D yet), else its stored token count. None when no such fit is
+    stored or the run lacks a size. Returns {fit_id, fit, target, n_params, tokens, prediction}.
     """
     from services import fits as fits_service  # a sibling service: stored fits and their N kinds
 
-    fits = fits_service.list_fits(store)
-    if fits.empty:
+    runs = runs_service.list_runs(store)
+    fit = comparable_fit(fits_service.list_fits(store), runs, run, metric)
+    if fit is None:
         return None
-    fits = fits[fits["law"] == "chinchilla"]
-    if fits.empty:
-        return None
-    fit = fits.iloc[0]  # newest first
-    runs = runs_service.list_runs(store).set_index("name")
-    if run not in runs.index:
-        return None
-    row = runs.loc[run]
+    row = runs.set_index("name").loc[run]
     n_kind = (fit["selection"] or {}).get("n_kind", "total")
     column = fits_service.N_KINDS.get(n_kind, "n_params")
     n = _number(row.get(column)) or _number(row.get("n_params"))

@@ -213,6 +213,29 @@ def test_backtest_on_the_bundled_demo_runs(store):
     assert np.median(sixty["lr-annealing"]) < 8.0, sixty
 
 
+def test_the_fit_a_run_is_held_against_is_one_of_its_own_dataset():
+    """Never a law of another corpus (the Epoch Chinchilla fit predicts 17 nats for a demo run): a fit
+    holding the run, else one sharing a tag with it, else none; then the forecast metric, then newest."""
+    runs = pd.DataFrame({"name": ["live", "a", "b", "c", "paper"],
+                         "tags": ['["sweep"]', '["sweep"]', '["sweep"]', '["other"]', '["chinchilla"]']})
+    fits = pd.DataFrame([
+        {"id": 5, "law": "chinchilla", "target": "loss", "selection": {"runs": ["paper"]}},
+        {"id": 4, "law": "kaplan", "target": "loss", "selection": {"runs": ["live", "a"]}},
+        {"id": 3, "law": "chinchilla", "target": "eval_loss", "selection": {"runs": ["a", "b"]}},
+        {"id": 2, "law": "chinchilla", "target": "loss", "selection": {"runs": ["a", "c"]}},
+        {"id": 1, "law": "chinchilla", "target": "loss", "selection": {"runs": ["c"]}},
+    ])
+    pick = lambda run, metric=None: (lambda f: None if f is None else int(f["id"]))(
+        forecast_service.comparable_fit(fits, runs, run, metric))
+    assert pick("live") == 3             # shares the tag: newest such Chinchilla fit (not #5, another corpus)
+    assert pick("live", "loss") == 2     # the forecast metric's fit first
+    assert pick("a", "loss") == 2 and pick("b", "loss") == 3  # a fit holding the run beats the metric
+    assert pick("paper") == 5
+    assert pick("nobody") is None
+    lonely = pd.concat([runs, pd.DataFrame({"name": ["solo"], "tags": ['["mine"]']})])
+    assert forecast_service.comparable_fit(fits, lonely, "solo") is None
+
+
 def _cli(*args, db):
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), "forecast", *args, "--db", db],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
