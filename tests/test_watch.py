@@ -598,3 +598,20 @@ def test_a_process_that_exits_while_its_watcher_scans_exits_cleanly(tmp_path, se
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "running at exit: True"
+
+
+def test_watch_args_reads_the_apps_own_arguments_and_the_environment(monkeypatch, capsys):
+    """``streamlit run app.py -- --watch DIR [DIR...]``: every --watch flag counts, the first mention
+    of a folder keeps its place, other arguments are left to whoever reads them, $SCALESCOPE_WATCH adds."""
+    from pages.watch_panel import watch_args
+
+    monkeypatch.delenv(watch_service.WATCH_ENV, raising=False)
+    assert watch_args([]) == [] and watch_args(["--server.port", "8502"]) == []
+    assert watch_args(["--watch", "a", "b", "--other", "x", "--watch", "c", "--watch=a"]) == ["a", "b", "c"]
+    monkeypatch.setenv(watch_service.WATCH_ENV, os.pathsep.join(["c", "d", " "]))
+    assert watch_args(["--watch", "a", "c"]) == ["a", "c", "d"]
+    assert watch_args([]) == ["c", "d"]
+    # --watch without a folder is argparse's usage error (exit status 2), not a silent empty list
+    with pytest.raises(SystemExit) as exited:
+        watch_args(["--watch"])
+    assert exited.value.code == 2 and "--watch" in capsys.readouterr().err
