@@ -81,7 +81,7 @@ def register(sub) -> None:
     inf.add_argument("--tokens-per-sample", default="512", help="generated tokens per sample (default 512)")
     inf.add_argument("--sizes", nargs="+", help="candidate model sizes (default: 70M … 70B)")
     inf.add_argument("--accuracy-law", nargs=3, metavar=("A", "B", "SPREAD"),
-                     help="per-sample accuracy law σ(A + B·ln(N/1e9) − δ), δ ~ N(0, SPREAD) (default 0 0.2 0.5)")
+                     help="per-sample accuracy law σ(A + B·ln(N/1e9) − δ), δ ~ N(0, SPREAD) (default -3.7 0.47 2.5: Llemma on MATH)")
     p.set_defaults(handler=run_plan)
 
 
@@ -191,6 +191,8 @@ def _inference_plan(args) -> int:
     best = result.best
     lines = [f"inference compute (Wu et al. 2024), {result.strategy}, {_fmt(result.budget_flops)} FLOPs per problem:",
              f"  best: {_fmt(best.n_params)} params × {best.samples} samples → accuracy {best.accuracy:.4f}"]
+    if len(result.tied_sizes) > 1:
+        lines.append(f"  ({len(result.tied_sizes)} sizes tie; chose {result.tie_rule})")
     lines += [f"  {_fmt(c.n_params):>8} × {c.samples:<8} {c.accuracy:.4f}" for c in result.table]
     emit(args, {"inference_compute": result.to_dict(),
                 "citation": "Wu et al. 2024, Inference Scaling Laws; coverage Brown et al. 2024 eq. (1); "

@@ -672,7 +672,9 @@ def inference_compute_section():
                help=f"{big.samples} sample(s) of the largest candidate the budget runs")
         st.caption(f"{result.flops_rule}; best-of-n: 1 − (1 − p)^k (Brown et al. 2024); majority: the binomial "
                    "formula against one competing answer (saturates at the share of problems with p > ½, "
-                   "Wu et al. Theorem 1).")
+                   "Wu et al. Theorem 1)."
+                   + (f" {len(result.tied_sizes)} sizes tie at this accuracy; the best is {result.tie_rule}."
+                      if len(result.tied_sizes) > 1 else ""))
         st.plotly_chart({"data": [_scatter(x=[math.log10(r.n_params) for r in result.table],
                                            y=[r.accuracy for r in result.table], mode="lines+markers",
                                            name="accuracy", customdata=[[human(r.n_params), r.samples]

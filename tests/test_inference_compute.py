@@ -58,8 +58,9 @@ def test_plan_spends_the_budget_on_whole_samples_and_picks_the_best():
 def test_smaller_models_with_more_samples_win_small_budgets_and_the_optimum_grows(strategy):
     """Wu et al. 2024 Fig. 1 / §4 on a synthetic ground truth: at small budgets a smaller model with
     more samples beats the largest model the budget affords; the optimal size grows with the budget."""
-    # majority voting needs problems a small model solves more often than not; best-of-n does not
-    law = ic.SampleAccuracyLaw() if strategy == "majority" else ic.SampleAccuracyLaw(a=-1.0, b=0.35, spread=1.5)
+    # majority voting needs problems a small model solves more often than not (the former default law,
+    # easier than the MATH-anchored default); best-of-n does not
+    law = ic.SampleAccuracyLaw(0.0, 0.2, 0.5) if strategy == "majority" else ic.SampleAccuracyLaw(-1.0, 0.35, 1.5)
     sizes = (1.4e8, 4.1e8, 1e9, 2.8e9, 6.9e9, 12e9, 34e9)
     best_sizes = []
     beat_largest = False
@@ -71,6 +72,40 @@ def test_smaller_models_with_more_samples_win_small_budgets_and_the_optimum_grow
     assert beat_largest
     if strategy == "majority":  # best-of-n with an oracle keeps favouring many small samples
         assert best_sizes == sorted(best_sizes) and best_sizes[-1] > best_sizes[0]
+
+
+def test_a_tie_goes_to_the_smallest_size():
+    """Sizes within ACCURACY_TIE of the best accuracy tie; the optimum is the smallest (cheapest) of them."""
+    easy = ic.SampleAccuracyLaw(0.0, 0.2, 0.5)  # 38% per sample at 70M on every problem: coverage saturates
+    result = ic.plan_inference(1e15, easy, strategy="best_of_n")
+    assert [c.accuracy for c in result.table][:9] == pytest.approx([1.0] * 9, abs=1e-7)
+    assert result.table[9].accuracy == pytest.approx(1 - 2.79e-5, abs=1e-7)  # 70B × 13: not within 1e-6
+    assert result.best.n_params == 70e6 and result.best.samples == 13950
+    assert result.tied_sizes == ic.DEFAULT_SIZES[:9]
+    # majority voting, larger sizes better: 12B beats 6.9B by 5e-10 (a tie: the smaller 6.9B is chosen) at
+    # 1e15 FLOPs, and by 2e-5 (a real gap: 12B is chosen) at 3.16e14
+    law, sizes = ic.SampleAccuracyLaw(0.2, 1.0, 0.5), (6.9e9, 12e9, 34e9)
+    near = ic.plan_inference(1e15, law, strategy="majority", sizes=sizes)
+    top = max(near.table, key=lambda c: c.accuracy)
+    assert top.n_params == 12e9 and 0 < top.accuracy - near.table[0].accuracy < 1e-9
+    assert near.best.n_params == 6.9e9 and near.best.samples == 141 and near.tied_sizes == sizes
+    far = ic.plan_inference(3.16e14, law, strategy="majority", sizes=sizes)
+    assert far.table[1].accuracy - far.table[0].accuracy == pytest.approx(2.1e-5, abs=1e-6)
+    assert far.best.n_params == 12e9 and far.best.samples == 25 and far.tied_sizes == (12e9,)
+
+
+def test_default_law_is_anchored_on_llemma_and_not_saturated():
+    """The default law gives Llemma 7B / 34B their MATH accuracies (18.0%, 25.0%), and at 1e15 FLOPs per
+    problem best-of-n is a real trade-off: smaller models with more samples win, no size reaches 1.0."""
+    law = ic.SampleAccuracyLaw()
+    assert law.accuracy(np.array([7e9, 34e9])) == pytest.approx([0.180, 0.250], abs=0.002)
+    bon = ic.plan_inference(1e15, law, strategy="best_of_n")
+    accs = [c.accuracy for c in bon.table]
+    assert accs == pytest.approx([0.9702, 0.9572, 0.9373, 0.9125, 0.9015, 0.8757, 0.8355, 0.8070, 0.7428, 0.6871],
+                                 abs=1e-4)
+    assert max(accs) < 0.99 and bon.best.n_params == 70e6 and bon.tied_sizes == (70e6,)
+    maj = ic.plan_inference(1e15, law, strategy="majority")
+    assert maj.best.n_params == 70e9 and maj.best.accuracy == pytest.approx(0.2530, abs=1e-4)
 
 
 def test_fit_recovers_the_accuracy_law():
@@ -90,6 +125,13 @@ def test_plan_cli_inference_budget_json_equals_core(capsys):
     assert got["best"] == pytest.approx({"n_params": core.best.n_params, "samples": core.best.samples,
                                          "accuracy": core.best.accuracy, "flops": core.best.flops})
     assert len(got["table"]) == len(core.table) and "Wu et al. 2024" in out["citation"]
+    main(["plan", "--inference-budget", "1e15", "--strategy", "best_of_n", "--accuracy-law", "0", "0.2", "0.5"])
+    text = capsys.readouterr().out
+    assert "best: 7e+07 params × 13950 samples → accuracy 1.0000" in text
+    assert "(9 sizes tie; chose the smallest (cheapest) size within 1e-06 of the best accuracy)" in text
+    main(["plan", "--inference-budget", "1e15", "--strategy", "best_of_n", "--json"])  # the default law
+    accs = [c["accuracy"] for c in json.loads(capsys.readouterr().out)["inference_compute"]["table"]]
+    assert len(accs) == 10 and max(accs) == pytest.approx(0.9702, abs=1e-4) and min(accs) == pytest.approx(0.6871, abs=1e-4)
     rc = main(["plan", "--inference-budget", "-5"])
     err = capsys.readouterr().err
     assert rc == 2 and "Inference budget" in err and len(err.strip().splitlines()) == 1
