@@ -1,5 +1,5 @@
-"""Probes under torchrun on CPU (gloo): a 2-process sweep stores each run once and its losses match
-the one-process sweep of the same config; `probe throughput` prints one JSON document with
+"""Probes under torchrun on CPU (gloo): a 2-process sweep stores each run once and its losses, as
+printed and as stored (read back through services/), match the one-process sweep of the same config; `probe throughput` prints one JSON document with
 world_size 2 and the global tokens/s; FSDP trains the same numbers; gpu_check's DDP case dry-runs.
 
 Tolerance for the loss comparison: the global batch is fixed and split over the ranks, so each
@@ -58,10 +58,52 @@ def stored(db_url: str) -> dict:
         store.close()
 
 
+def stored_losses(db_url: str) -> dict:
+    """Each stored run's final losses, read back through services/ (what `cli.py runs/export` and the
+    Runs and Evals pages read): the last train_loss and eval_loss metric rows, with their step, and
+    the held-out loss per domain from the evals table."""
+    from services import evals as evals_service
+    from services import runs as runs_service
+
+    store = runs_service.open_store(db_url)
+    try:
+        names = sorted(runs_service.list_runs(store)["name"])
+        out = {name: {} for name in names}
+        for metric in ("train_loss", "eval_loss"):
+            rows = runs_service.metrics(store, names, metric).sort_values(["run", "step"])
+            for name, last in rows.groupby("run").tail(1).set_index("run").iterrows():
+                out[name][metric] = float(last["value"])
+                out[name][f"{metric}_step"] = int(last["step"])
+        for row in evals_service.load_evals(store).itertuples():
+            out[row.run][f"{row.task}/{row.metric}"] = float(row.value)
+        return out
+    finally:
+        store.close()
+
+
+def assert_same_stored_losses(db_url: str, single_url: str) -> None:
+    """The losses the distributed sweep STORED match the one-process sweep's stored ones (RTOL)."""
+    got, want = stored_losses(db_url), stored_losses(single_url)
+    assert got.keys() == want.keys() and len(want) == 2
+    for name, one in want.items():
+        assert got[name].keys() == one.keys() and len(one) == 4 + 5, name  # 2 metrics + steps, 5 domains
+        for key, value in one.items():
+            if key.endswith("_step"):
+                assert got[name][key] == value, (name, key)
+            else:
+                assert got[name][key] == pytest.approx(value, rel=RTOL), (name, key)
+
+
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    """The one-process sweep every distributed one is compared with (run in this process)."""
-    url = f"duckdb:///{tmp_path_factory.mktemp('single') / 'single.duckdb'}"
+def single_url(tmp_path_factory) -> str:
+    return f"duckdb:///{tmp_path_factory.mktemp('single') / 'single.duckdb'}"
+
+
+@pytest.fixture(scope="module")
+def single(single_url):
+    """The one-process sweep every distributed one is compared with (run in this process, stored at
+    ``single_url``)."""
+    url = single_url
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
@@ -82,13 +124,18 @@ def assert_same_losses(payload: dict, single: dict) -> None:
         assert r["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=RTOL), name
 
 
-def test_torchrun_sweep_stores_each_run_once_with_the_single_process_losses(tmp_path, single):
+def test_torchrun_sweep_stores_each_run_once_with_the_single_process_losses(tmp_path, single, single_url):
     url = f"duckdb:///{tmp_path / 'ddp.duckdb'}"
     proc = torchrun("cli.py", *SWEEP, "--db", url)
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(proc.stdout)  # exactly one JSON document: rank 0's
     assert payload["world_size"] == 2 and payload["backend"] == "gloo" and payload["parallel"] == ["ddp"]
     assert_same_losses(payload, single)
+    assert_same_stored_losses(url, single_url)
+    kept = stored_losses(url)  # what was stored is what rank 0 printed
+    for r in payload["runs"]:
+        assert kept[r["name"]]["eval_loss"] == pytest.approx(r["final_loss"], rel=1e-12)
+        assert kept[r["name"]]["train_loss"] == pytest.approx(r["final_train_loss"], rel=1e-12)
     db = stored(url)
     assert db["names"] == sorted(single) and db["probes"] == ["sweep"]  # each run once, one sweep row
     assert db["evals"] == len(single) * 5  # held-out loss per domain, once per run
@@ -98,7 +145,7 @@ def test_torchrun_sweep_stores_each_run_once_with_the_single_process_losses(tmp_
     assert proc.stderr.count("plan: 2 runs") == 1  # rank 0 alone speaks
 
 
-def test_torchrun_sweep_under_fsdp_trains_the_same_numbers(tmp_path, single):
+def test_torchrun_sweep_under_fsdp_trains_the_same_numbers(tmp_path, single, single_url):
     url = f"duckdb:///{tmp_path / 'fsdp.duckdb'}"
     proc = torchrun("cli.py", *SWEEP, "--fsdp", "--db", url)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -106,6 +153,7 @@ def test_torchrun_sweep_under_fsdp_trains_the_same_numbers(tmp_path, single):
     assert payload["parallel"] == ["fsdp"]
     assert_same_losses(payload, single)
     assert stored(url)["names"] == sorted(single)
+    assert_same_stored_losses(url, single_url)
 
 
 def test_torchrun_throughput_prints_one_json_document_with_the_global_rate(tmp_path):
