@@ -16,7 +16,7 @@ a silent choice between them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -140,8 +140,22 @@ def infer_schedule(steps, logged_lr, total_steps: Optional[int] = None) -> Sched
         if len(below):
             k = max(1, min(T - warmup, int(T - steps[below[0]] + 1)))
             candidates += [Schedule("wsd", T, peak, warmup, final, k, shape) for shape in DECAY_SHAPES]
+    candidates = [candidates[0]] + [_fit_final_lr(c, steps, lr) for c in candidates[1:]]
     errors = [float(np.mean((schedule_lr(c, steps) - lr) ** 2)) for c in candidates]
     return candidates[int(np.argmin(errors))]
+
+
+def _fit_final_lr(s: Schedule, steps: np.ndarray, lr: np.ndarray) -> Schedule:
+    """``s`` with the final LR that fits the logged LR best. The LR of a decaying schedule is affine
+    in its final LR (η = g + final·h), so least squares is one division; a live run's last logged LR
+    is not its final one when the horizon T lies beyond the log."""
+    g = schedule_lr(replace(s, final_lr=0.0), steps)
+    h = (schedule_lr(replace(s, final_lr=s.peak_lr), steps) - g) / s.peak_lr  # dη/d(final LR)
+    weight = float(h @ h)
+    if weight <= 0:
+        return s
+    final = float(h @ (lr - g)) / weight
+    return replace(s, final_lr=float(min(max(final, 0.0), s.peak_lr)))
 
 
 def lr_per_step(total_steps: int, schedule: Optional[Schedule] = None, logged_steps=None,

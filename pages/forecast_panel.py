@@ -44,7 +44,7 @@ def _backtest(_store: Store, url: str, run: str, metric: str, law: str, version:
 
 
 def _declared_schedule(last_step: int, lr_values: Optional[pd.Series]) -> tuple:
-    c = st.columns(6)
+    c = st.columns(7)
     kind = c[0].selectbox("Schedule", KINDS, index=KINDS.index("cosine"), key="forecast_kind")
     peak0 = float(lr_values.max()) if lr_values is not None and len(lr_values) else 3e-4
     total = c[1].number_input("Total steps T", min_value=2, value=max(2, int(last_step) * 2), step=100,
@@ -54,7 +54,7 @@ def _declared_schedule(last_step: int, lr_values: Optional[pd.Series]) -> tuple:
     final = c[4].number_input("Final LR", min_value=0.0, value=0.0, format="%.3g", key="forecast_final")
     decay = c[5].number_input("Decay steps K (WSD)", min_value=0, value=0, step=10, key="forecast_decay",
                               disabled=kind != "wsd")
-    shape = DECAY_SHAPES[0]
+    shape = c[6].selectbox("Decay shape (WSD)", DECAY_SHAPES, key="forecast_decay_shape", disabled=kind != "wsd")
     return (kind, int(total), float(peak), int(warmup), float(final), int(decay) if kind == "wsd" else 0, shape)
 
 
@@ -94,6 +94,15 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
     lr_values = runs_service.metrics(store, [run], lr_metric)["value"] if lr_metric else None
     schedule = _declared_schedule(int(curve["step"].max()), lr_values) if mode == DECLARED else None
     row = runs.set_index("name").loc[run]
+    horizon = None
+    if mode == INFERRED:  # where training ends: the run's config says, else its last logged step
+        last_step = int(max(curve["step"].max(), 1))
+        planned = forecast_service.planned_steps(row.get("config"))
+        horizon = int(st.number_input(
+            "Planned total steps T", min_value=last_step, value=max(planned or last_step, last_step), step=100,
+            key=f"forecast_horizon:{run}",
+            help="The step training ends at: the forecast runs to it, the inferred schedule carried on past the "
+                 "logged LR. Taken from the run's config (max_steps, total_steps, …) where it has one."))
     last_grew = row.get("last_grew")
     live = last_grew is not None and pd.notna(last_grew) and time.time() - float(last_grew) <= LIVE_S
     version = (int(row.get("n_metric_rows", 0)), None if last_grew is None or pd.isna(last_grew) else float(last_grew))
@@ -103,7 +112,7 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
         return
     with user_errors():
         # the band at the app's one interval level (the sidebar's setting, pages.common)
-        result = _forecast(store, store.url, run, metric, law, schedule, None, version, confidence_level())
+        result = _forecast(store, store.url, run, metric, law, schedule, horizon, version, confidence_level())
         fc = result.forecast
         lo, hi = fc.interval
         predicted = forecast_service.law_prediction(store, run, fc.final_step, metric)

@@ -43,6 +43,30 @@ def default_loss_metric(names) -> Optional[str]:
     return losses[0] if losses else None
 
 
+# Config keys that hold a run's planned number of optimizer steps, most specific first: HF Trainer's and
+# Lightning's max_steps (-1 there means "by epochs": ignored), common training-script names, and
+# ScaleScope's own probe runs ("steps"). Looked up at the top level and one level down.
+PLANNED_STEP_KEYS = ("max_steps", "total_steps", "num_training_steps", "train_steps", "training_steps", "steps")
+
+
+def planned_steps(config) -> Optional[int]:
+    """The planned end of training from a run's config (a dict or its JSON text); None if it says none."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config or "{}")
+        except ValueError:
+            return None
+    if not isinstance(config, dict):
+        return None
+    levels = [config] + [v for v in config.values() if isinstance(v, dict)]
+    for key in PLANNED_STEP_KEYS:
+        for level in levels:
+            value = _number(level.get(key))
+            if value is not None and value == int(value):
+                return int(value)
+    return None
+
+
 @dataclass
 class RunForecast:
     run: str
@@ -87,14 +111,17 @@ def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: s
     if lr_metric is not None and lr_metric not in names:
         raise InputError(f"run {run!r} has no LR metric {lr_metric!r}.")
     lr_frame = _series(store, run, lr_metric) if lr_metric else None
-    horizon = int(total_steps or (schedule.total_steps if schedule else 0) or 0)
+    planned = planned_steps(runs.set_index("name").loc[run, "config"]) if schedule is None and not total_steps else None
+    if planned is not None and planned < curve["step"].max():
+        planned = None  # a config that says less than the log holds is not this run's plan
+    horizon = int(total_steps or (schedule.total_steps if schedule else 0) or planned or 0)
     declared = schedule is not None
     if schedule is None:
         if lr_frame is None or len(lr_frame) < 2:
             raise InputError(f"run {run!r} logs no LR: declare its schedule (--schedule, --peak-lr, --warmup-steps, "
                              "--total-steps).")
         schedule = infer_schedule(lr_frame["step"], lr_frame["value"], horizon or None)
-        source = f"inferred from {lr_metric}"
+        source = f"inferred from {lr_metric}" + (f", its end (step {planned:,}) from the run's config" if planned else "")
     else:
         source = "declared" + (f", checked against {lr_metric}" if lr_frame is not None and len(lr_frame) else "")
     T = horizon or schedule.total_steps

@@ -53,6 +53,17 @@ def test_infer_schedule_recovers_the_declared_one(declared):
     assert np.max(np.abs(inferred.lr() - declared.lr())) < 0.02 * declared.peak_lr
 
 
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_a_live_runs_schedule_is_inferred_to_its_planned_end(kind):
+    """Logged to step 1,500 of 4,000: the final LR is fitted, not the last logged one (2.3e-4 here)."""
+    declared = Schedule(kind, 4000, 3e-4, 200, 3e-5)
+    steps = np.arange(1, 1501, 10)
+    inferred = infer_schedule(steps, declared.lr(steps), 4000)
+    assert inferred.kind == kind and inferred.total_steps == 4000
+    assert inferred.final_lr == pytest.approx(3e-5, rel=0.03)
+    assert np.max(np.abs(inferred.lr() - declared.lr())) < 0.01 * declared.peak_lr
+
+
 def test_a_logged_lr_that_contradicts_the_declared_schedule_is_an_error():
     logged = Schedule("linear", 2000, 1e-3, 100).lr()
     with pytest.raises(InputError, match="contradicts the declared cosine schedule"):
@@ -234,6 +245,34 @@ def test_the_fit_a_run_is_held_against_is_one_of_its_own_dataset():
     assert pick("nobody") is None
     lonely = pd.concat([runs, pd.DataFrame({"name": ["solo"], "tags": ['["mine"]']})])
     assert forecast_service.comparable_fit(fits, lonely, "solo") is None
+
+
+def test_planned_steps_come_from_the_runs_config():
+    planned = forecast_service.planned_steps
+    assert planned({"max_steps": 4000, "steps": 10}) == 4000          # the most specific key first
+    assert planned('{"trainer": {"max_steps": 5000}}') == 5000         # JSON text, one level down
+    assert planned({"max_steps": -1, "num_training_steps": 900}) == 900  # HF's -1: "by epochs"
+    assert planned({"steps": 2336}) == 2336                            # ScaleScope's probe runs
+    for nothing in ({}, {"max_steps": 2.5}, {"max_steps": "many"}, "not json", None, [4000]):
+        assert planned(nothing) is None
+
+
+def test_a_live_run_is_forecast_to_the_end_its_config_plans(store):
+    """No --total-steps, no declared schedule: the LR inferred from the log, carried to max_steps."""
+    steps, truth, noisy = _tissue_run()
+    keep = steps <= 5000
+    rows = pd.concat([
+        pd.DataFrame({"name": "train/loss", "step": steps[keep].astype(float), "value": noisy[keep]}),
+        pd.DataFrame({"name": "train/learning_rate", "step": steps[keep].astype(float), "value": COSINE.lr(steps[keep])}),
+    ])
+    for col in ("tokens", "flops", "wall_time"):
+        rows[col] = np.nan
+    store.ingest([ParsedRun(name="planned", source_format="csv", config={"max_steps": 10_000},
+                            metrics=rows[["name", "step", "tokens", "flops", "wall_time", "value"]])])
+    result = forecast_service.forecast_run(store, "planned", bootstrap=0)
+    assert result.forecast.final_step == 10_000 and result.schedule.kind == "cosine"
+    assert result.schedule_source == "inferred from train/learning_rate, its end (step 10,000) from the run's config"
+    assert abs(result.forecast.final_loss - truth[-1]) / truth[-1] < 0.01
 
 
 def _cli(*args, db):

@@ -349,6 +349,21 @@ def test_a_forecast_the_curve_does_not_pin_down_says_so(store, db_url, monkeypat
                                              "the run does not pin it down, so the forecast may fall far too low."]
 
 
+def test_an_inferred_schedule_runs_to_the_end_the_config_plans(store, db_url, monkeypatch):
+    """A live run with max_steps in its config: the horizon input starts there and the forecast reaches it."""
+    loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
+    run = _run("planned", {"train/loss": loss, "lr": _cosine_lr}, config={"max_steps": 4000}, steps=range(10, 1500, 10))
+    store.ingest([run])
+    at = _open(db_url, monkeypatch)
+    at.selectbox(key="forecast_run").select("planned").run()
+    assert at.radio(key="forecast_mode").value.startswith("inferred")
+    assert at.number_input(key="forecast_horizon:planned").value == 4000
+    at.toggle(key="forecast_on").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(m.label == "Forecast train/loss at step 4,000" for m in at.metric)
+    assert any("T = 4,000)" in c.value for c in at.caption)  # the inferred schedule carried on to T
+
+
 def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
     """A watched run that grows is forecast again on the next run of the page (what follow_live triggers)."""
     loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
