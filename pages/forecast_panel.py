@@ -25,6 +25,10 @@ from services import runs as runs_service
 from services.runs import Store
 from services.watch import LIVE_S
 
+# The settings that describe one run's schedule: forgotten when another run is picked, so that its
+# defaults (logged LR or not, its peak, its length) are that run's.
+RUN_SETTINGS = ("forecast_mode", "forecast_kind", "forecast_total", "forecast_peak", "forecast_warmup",
+                "forecast_final", "forecast_decay", "forecast_decay_shape")
 INFERRED = "inferred from its logged LR"
 DECLARED = "declared here"
 BOOTSTRAP = 100  # refits for the band: ~1 s on a 2-core CPU for a demo run, interval stable to ~3 digits
@@ -67,6 +71,10 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
         st.session_state["forecast_run"] = default
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     run = c1.selectbox("Run to forecast", names, key="forecast_run")
+    if st.session_state.get("forecast_for") != run:  # another run: its own defaults, not the last run's
+        for key in RUN_SETTINGS:
+            st.session_state.pop(key, None)
+        st.session_state["forecast_for"] = run
     metric_names = runs_service.metric_names(store, [run])
     losses = [m for m in charts.plottable(metric_names) if "loss" in str(m).lower()] or charts.plottable(metric_names)
     if not losses:

@@ -364,6 +364,22 @@ def test_an_inferred_schedule_runs_to_the_end_the_config_plans(store, db_url, mo
     assert any("T = 4,000)" in c.value for c in at.caption)  # the inferred schedule carried on to T
 
 
+def test_picking_another_run_forgets_the_last_runs_schedule(store, db_url, monkeypatch):
+    """A run without a logged LR (declared mode, T = 2 × its 190 steps) then one with it: the mode goes
+    back to inferred and T to the new run's own default, not the last run's 380."""
+    loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
+    store.ingest([_run("no-lr", {"train/loss": loss}, steps=range(10, 200, 10)),
+                  _run("with-lr", {"train/loss": loss, "lr": _cosine_lr}, steps=range(10, 1500, 10))])
+    at = _open(db_url, monkeypatch)
+    at.selectbox(key="forecast_run").select("no-lr").run()
+    assert at.radio(key="forecast_mode").value == "declared here"
+    assert at.number_input(key="forecast_total").value == 380
+    at.selectbox(key="forecast_run").select("with-lr").run()
+    assert at.radio(key="forecast_mode").value.startswith("inferred")
+    at.radio(key="forecast_mode").set_value("declared here").run()
+    assert at.number_input(key="forecast_total").value == 2980
+
+
 def test_forecast_follows_a_growing_run(store, db_url, monkeypatch):
     """A watched run that grows is forecast again on the next run of the page (what follow_live triggers)."""
     loss = lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45
