@@ -66,7 +66,7 @@ def check_schedule(s: Schedule) -> None:
         raise InputError(f"warmup steps must lie in [0, total steps) (got {s.warmup_steps!r}).")
     if s.kind == "wsd":
         if not (1 <= s.decay_steps <= s.total_steps - s.warmup_steps):
-            raise InputError("a WSD schedule needs --decay-steps K with 1 ≤ K ≤ total steps − warmup steps.")
+            raise InputError("a WSD schedule needs its decay steps K (--decay-steps) with 1 ≤ K ≤ total steps − warmup steps.")
         if s.decay_shape not in DECAY_SHAPES:
             raise InputError(f"WSD decay shape must be one of {', '.join(DECAY_SHAPES)}.")
 

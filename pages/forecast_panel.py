@@ -47,16 +47,17 @@ def _backtest(_store: Store, url: str, run: str, metric: str, law: str, version:
     return [asdict(r) for r in forecast_service.backtest_run(_store, run, metric=metric, law=law)]
 
 
-def _declared_schedule(last_step: int, lr_values: Optional[pd.Series]) -> tuple:
+def _declared_schedule(last_step: int, lr_values: Optional[pd.Series], planned: Optional[int]) -> tuple:
     c = st.columns(7)
     kind = c[0].selectbox("Schedule", KINDS, index=KINDS.index("cosine"), key="forecast_kind")
     peak0 = float(lr_values.max()) if lr_values is not None and len(lr_values) else 3e-4
-    total = c[1].number_input("Total steps T", min_value=2, value=max(2, int(last_step) * 2), step=100,
+    total = c[1].number_input("Total steps T", min_value=2, value=max(2, planned or int(last_step) * 2), step=100,
                               key="forecast_total")
     peak = c[2].number_input("Peak LR", min_value=1e-9, value=peak0, format="%.3g", key="forecast_peak")
     warmup = c[3].number_input("Warmup steps W", min_value=0, value=0, step=10, key="forecast_warmup")
     final = c[4].number_input("Final LR", min_value=0.0, value=0.0, format="%.3g", key="forecast_final")
-    decay = c[5].number_input("Decay steps K (WSD)", min_value=0, value=0, step=10, key="forecast_decay",
+    decay = c[5].number_input("Decay steps K (WSD)", min_value=0, value=max(1, int(total) // 5), step=10,
+                              key="forecast_decay",  # default: the last 20% of training decays
                               disabled=kind != "wsd")
     shape = c[6].selectbox("Decay shape (WSD)", DECAY_SHAPES, key="forecast_decay_shape", disabled=kind != "wsd")
     return (kind, int(total), float(peak), int(warmup), float(final), int(decay) if kind == "wsd" else 0, shape)
@@ -100,13 +101,14 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
         st.info(f"{literal(run)} has no {literal(metric)} points with a step: nothing to forecast.")
         return
     lr_values = runs_service.metrics(store, [run], lr_metric)["value"] if lr_metric else None
-    schedule = _declared_schedule(int(curve["step"].max()), lr_values) if mode == DECLARED else None
     row = runs.set_index("name").loc[run]
+    last_step = int(max(curve["step"].max(), 1))
+    planned = forecast_service.planned_steps(row.get("config"))  # where training ends, if its config says
+    planned = planned if planned and planned >= last_step else None
+    schedule = _declared_schedule(last_step, lr_values, planned) if mode == DECLARED else None
     horizon = None
-    if mode == INFERRED:  # where training ends: the run's config says, else its last logged step
-        last_step = int(max(curve["step"].max(), 1))
-        planned = forecast_service.planned_steps(row.get("config"))
-        horizon = int(st.number_input(
+    if mode == INFERRED:  # the run's config, else its last logged step
+        horizon = int(st.columns([1, 3])[0].number_input(
             "Planned total steps T", min_value=last_step, value=max(planned or last_step, last_step), step=100,
             key=f"forecast_horizon:{run}",
             help="The step training ends at: the forecast runs to it, the inferred schedule carried on past the "
