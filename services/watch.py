@@ -1,7 +1,7 @@
 """Watched folders (issue 11 §1): logs of live runs land in the store while they are written.
 
 A :class:`Watcher` scans its folders every few seconds (``SCALESCOPE_WATCH_INTERVAL``, default
-2 s) in a background thread of the dashboard (or in ``cli.py watch``). The cost of a scan is
+1.5 s) in a background thread of the dashboard (or in ``cli.py watch``). The cost of a scan is
 bounded: a file whose size and mtime are what the last scan stored is only stat'ed; a changed file
 is read from where the last read stopped (importers/incremental.py) and what it adds is stored in
 one transaction with its new state (db/watch.py), so a rescan never stores a row twice and a new
