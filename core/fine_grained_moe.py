@@ -33,7 +33,7 @@ al. 2022 eq. (4) with A = g/G^γ + a, B = b), the paper's qualitative claims (fi
 large budgets; G = 1 is not optimal at any budget we plan), and exact recovery on a synthetic
 ground truth drawn from these constants.
 
-Comparisons (``compare_moe_laws``): Clark et al. 2022's routed law on a dense Chinchilla law (the
+Comparisons (``core.planner.compare_moe_laws``): Clark et al. 2022's routed law on a dense Chinchilla law (the
 registry's ``routed`` and ``core.planner.moe_optimum``) and Wang et al. 2024 ("Scaling Laws Across
 Model Architectures: A Comparative Analysis of Dense and MoE Models in Large Language Models"),
 which find that dense and MoE models follow the same power-law form in N, D and C with similar
@@ -49,6 +49,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from core.budgets import check_flops
 from core.errors import PlanError
 from core.search import DEFAULT_SEARCH, SearchConfig, minimise_1d
 
@@ -184,8 +185,6 @@ def moe_plan(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, shape: MoEShape = 
     """Compute-optimal active N and D for a budget and a chosen (E, G, top-k): minimise the law along
     C = F(N)·D over log N (core/search.py's grid → Brent → Newton). ``router=False`` drops the router
     term: C = 6·N·D, where the optimum is Hoffmann et al. 2022 eq. (4) with A = g/G^γ + a, B = b."""
-    from core.planner import check_flops  # deferred: core.planner imports the registry, which imports us
-
     c = check_flops(flops)
     check_fine_grained(p)
     check_shape(shape)
@@ -234,28 +233,6 @@ def best_granularity(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, expansion:
     if not plans:
         raise PlanError("No granularity fits the chosen top-k; lower top-k or allow larger G.")
     return min(plans, key=lambda q: q.loss), plans
-
-
-def compare_moe_laws(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, expansion: float = 64.0) -> dict:
-    """One budget through three MoE views: Krajewski et al. 2024 at the best G and at G = 1, and Clark
-    et al. 2022's routed law on Hoffmann et al. 2022's dense law (core.planner.moe_optimum, E experts),
-    next to the dense Chinchilla optimum. The papers fit different data (C4 vs MassiveText), so
-    compare allocations (active N*, D*, D/N), not loss values across papers."""
-    from core.laws import HOFFMANN_2022
-    from core.planner import chinchilla_optimum, moe_optimum
-    from core.presets import get_preset
-
-    best, plans = best_granularity(flops, p, expansion)
-    g1 = next(q for q in plans if q.granularity == 1.0)
-    dense = chinchilla_optimum(flops, HOFFMANN_2022)
-    clark = moe_optimum(flops, HOFFMANN_2022, get_preset("clark_sbase").params, expansion)
-    return {
-        "flops": float(flops),
-        "krajewski_best": best.to_dict(), "krajewski_g1": g1.to_dict(),
-        "clark_routed": clark.to_dict(), "dense_chinchilla": dense.to_dict(),
-        "wang_2024": "Wang et al. 2024: dense and MoE follow the same power-law form with similar exponents and "
-                     "the MoE reaches lower loss at equal compute; constants not reproduced (qualitative only).",
-    }
 
 
 # --------------------------------------------------------------------------------------------

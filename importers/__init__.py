@@ -20,6 +20,11 @@ from core.errors import InputError
 from importers import hf_trainer, lightning, summary, tabular, tensorboard_events
 from importers.base import ParsedRun
 from importers.derive import check_unique_names
+from importers.naming import CHECKPOINT_DIR as _CHECKPOINT_DIR
+from importers.naming import FIXED_NAMES as _FIXED_NAMES
+from importers.naming import default_run_name as _default_run_name
+from importers.naming import display_name as _display_name
+from importers.naming import stem as _stem
 from importers.detect import (
     FOLDER_FORMATS, TABULAR_EXTS, container_format, detect_format, is_zip, list_files,
 )
@@ -55,8 +60,6 @@ _SINGLE_FILE = {
     "hf_trainer": hf_trainer.parse,
     "lightning": lightning.parse,
 }
-_FIXED_NAMES = (hf_trainer.STATE_FILE, lightning.METRICS_FILE)
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 
 
 def _check_fmt(fmt: Optional[str]) -> Optional[str]:
@@ -67,36 +70,10 @@ def _check_fmt(fmt: Optional[str]) -> Optional[str]:
     return fmt
 
 
-def _display_name(filename: str) -> str:
-    """The last part of an uploaded file's name, as the user wrote it (for messages and run names)."""
-    base = filename.replace("\\", "/").rstrip("/").split("/")[-1]
-    return base or "upload"
-
-
 def _disk_name(display: str) -> str:
     """A file name that is safe to create in the private upload folder (the extension kept)."""
     safe = re.sub(r"[^\w.\-+=@ ]", "_", display)[-150:].strip() or "upload"
     return "upload" if safe in (".", "..") else safe
-
-
-def _stem(name: str) -> str:
-    if tensorboard_events.is_tfevents_name(name):
-        return name
-    stem, ext = os.path.splitext(name)
-    return stem if stem and ext else name
-
-
-def _default_run_name(path: str, filename: Optional[str]) -> str:
-    """A run's name when the file does not give one: its folder for fixed names, else the file's stem."""
-    base = _display_name(filename) if filename else os.path.basename(path)
-    fixed = base in _FIXED_NAMES or tensorboard_events.is_tfevents_name(base)
-    if fixed and filename is None:
-        parent = os.path.dirname(os.path.abspath(path))
-        if _CHECKPOINT_DIR.match(os.path.basename(parent)):
-            parent = os.path.dirname(parent)
-        if os.path.basename(parent):
-            return os.path.basename(parent)
-    return _stem(base)
 
 
 def _strip_single_top(root: str, rel_files: list[str]) -> tuple[str, list[str], Optional[str]]:

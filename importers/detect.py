@@ -19,9 +19,8 @@ from typing import Optional, Union
 
 from core.errors import InputError
 from importers import hf_trainer, lightning, summary, tabular, tensorboard_events
-from importers.safety import SNIFF_BYTES, check_not_empty, require_text
+from importers.safety import SNIFF_BYTES, check_not_empty, is_zip, require_text
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # Loose files in a folder or zip that are read as tables.
 TABULAR_EXTS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 # The formats a folder or zip can hold as run folders (each importer finds its own files).
@@ -32,10 +31,6 @@ EXPECTED = (
     "events.out.tfevents, trainer_state.json, a Lightning metrics.csv, or a .zip of them; "
     "or choose the format explicitly"
 )
-
-
-def is_zip(head: bytes) -> bool:
-    return head[:4] in ZIP_MAGIC
 
 
 def _skip(rel: str) -> bool:

@@ -183,3 +183,10 @@ def safe_extract_zip(zip_path: str, dest_dir: str, what: str, limits: Optional[Z
             extracted.append(rel)
     return extracted
 
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's local-file and empty-archive signatures
+
+
+def is_zip(head: bytes) -> bool:
+    """Whether a file's first bytes are a zip archive's."""
+    return head[:4] in ZIP_MAGIC

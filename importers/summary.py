@@ -24,7 +24,8 @@ from importers.base import ParsedRun
 from importers.base import SIZE_FIELDS
 from importers.derive import (FLOPS_PER_PARAM_TOKEN, check_unique_names, concat_metrics, finish_run, finish_sizes,
                               metrics_frame)
-from importers.safety import SNIFF_BYTES, check_not_empty, check_size, clean_name, resolve_max_bytes
+from importers.naming import default_run_name
+from importers.safety import SNIFF_BYTES, check_not_empty, check_size, clean_name, is_zip, resolve_max_bytes
 from importers.tabular import STEP_ALIASES, Table, clean_strings, find_column, normalize, read_table
 
 # Normalised column names for each field, most specific first.
@@ -152,9 +153,6 @@ class SummaryRows:
 def read_file(path: str) -> Optional[SummaryRows]:
     """What ``importers.parse_file(path, fmt="summary")`` reads, as columns (same checks, same messages),
     for a plain file; None for a folder or a zip (parse_file reads those member by member)."""
-    import importers  # its run naming; imported here because the package (and importers.detect) import this module
-    from importers.detect import is_zip
-
     display = os.path.basename(os.path.abspath(path)) or path
     if os.path.isdir(path):
         return None
@@ -167,7 +165,7 @@ def read_file(path: str) -> Optional[SummaryRows]:
         head = fh.read(SNIFF_BYTES)
     if is_zip(head) or display.lower().endswith(".zip"):
         return None
-    return read_rows(read_table(path, display), importers._default_run_name(path, None))
+    return read_rows(read_table(path, display), default_run_name(path, None))
 
 
 def _finish_sizes(row: SimpleNamespace, what: str) -> None:

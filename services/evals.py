@@ -29,6 +29,7 @@ from db.evals import delete_same_scores, evals_with_scale, insert_evals
 from db.fits import get_fit, save_fit
 from db.runs import insert_runs, last_logged_steps, run_ids_named, runs_named, update_run_fields
 from db.store import Store
+from services.demo_names import OBSSCALING_TAG
 from services.ingest import default_tag
 from importers.evals import (
     ParsedEvals, is_accuracy_like, merge_parsed, parse_eval_files, parse_eval_upload,
@@ -341,8 +342,6 @@ ALL_DATASETS = "(all eval results)"  # the dataset choice that keeps every row
 def eval_datasets(store: Store, evals: pd.DataFrame) -> tuple[list, dict]:
     """The tags of runs with eval rows, as datasets to show one at a time (the bundled
     observational-scaling table first, then by number of models), and run name -> its tags."""
-    from services.seed import OBSSCALING_TAG  # the demo's constants (services.seed imports this module)
-
     def tags(text) -> list:
         try:
             return list(json.loads(text or "[]"))

@@ -35,6 +35,7 @@ from core.registry import LAWS, get_law
 from core.progress import ProgressFn
 from db.fits import delete_fit, get_fit, list_fits, load_result, save_result
 from db.store import Store
+from services.demo_names import CHINCHILLA_TAG, EXAMPLE_FIT_NAME
 
 TARGET_KINDS = {
     "final": "final value of a metric (one point per run)",
@@ -177,8 +178,6 @@ ALL_RUNS = "(all runs)"  # the dataset choice that selects across every tag
 def datasets(store: Store) -> list:
     """The tags to select a fit's runs by, the default first: the bundled Chinchilla example when it
     is stored, then the tags of the most recently imported runs first."""
-    from services.seed import CHINCHILLA_TAG  # the demo's constants (services.seed imports this module)
-
     runs = store.runs()
     order = runs.sort_values("id", ascending=False) if "id" in runs.columns else runs.iloc[::-1]
     tags = list(dict.fromkeys(t for tags in order["tags"] for t in run_tags(tags)))
@@ -187,8 +186,6 @@ def datasets(store: Store) -> list:
 
 def default_fit_id(fits: pd.DataFrame) -> Optional[int]:
     """The stored fit the Fits page opens on: the bundled Chinchilla example fit when stored."""
-    from services.seed import EXAMPLE_FIT_NAME
-
     if fits is None or fits.empty or "name" not in fits.columns:
         return None
     mine = fits[fits["name"] == EXAMPLE_FIT_NAME]

@@ -34,25 +34,18 @@ from core.runs import ParsedRun
 from db.evals import insert_evals
 from db.probes import insert_probe
 from db.store import Store, validate_parsed
+from services.demo_names import (  # noqa: F401  (re-exported: seed.PROBE_DEMO_TAG, …)
+    CHINCHILLA_TAG, DEMO_FIT_NAME, DEMO_SWEEP_ID, EXAMPLE_FIT_NAME, EXAMPLE_TAG, OBSSCALING_TAG, PROBE_DEMO_TAG,
+    PYTHIA_TAG)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 REFERENCE = ASSETS / "reference"
 
 DEMO_DIR = ASSETS / "demo"
 SNAPSHOT_DIR = DEMO_DIR / "snapshot"  # the precomputed demo: a backup folder (services/backup.py)
-PROBE_DEMO_TAG = "demo"  # the probe sweep's runs (and its sweep row's tag on the Probes page)
-EXAMPLE_TAG = "example"  # every run of the bundled public data
-# One dataset tag per bundled public table, besides "example", so the Fits and Evals pages select
-# one dataset and never mix the Chinchilla runs with the eval tables' models.
-CHINCHILLA_TAG = "chinchilla (Epoch AI)"
-OBSSCALING_TAG = "observational scaling (Ruan et al. 2024)"
-PYTHIA_TAG = "pythia (EleutherAI)"
 CHINCHILLA_CSV = REFERENCE / "epoch_chinchilla_svg_extracted_data.csv"
 OBSSCALING_CSV = REFERENCE / "obsscaling_base_llm_benchmark_eval.csv"
 PYTHIA_CSV = REFERENCE / "pythia_v1_zero_shot_evals.csv"
-EXAMPLE_FIT_NAME = "Chinchilla runs (Hoffmann et al. 2022, via Epoch AI), Besiroglu et al. 2024 settings"
-DEMO_FIT_NAME = "demo sweep (bundled, trained by ScaleScope)"
-DEMO_SWEEP_ID = "demo"
 
 Progress = Optional[Callable[[int, int, str], None]]
 

@@ -16,7 +16,7 @@ from core import fine_grained_moe as fg
 from core.errors import PlanError
 from core.fitting.generic import fit_law
 from core.laws import compute_optimal_nd
-from core.planner import plan
+from core.planner import compare_moe_laws, plan
 from core.registry import LAWS
 
 P = fg.KRAJEWSKI_2024
@@ -88,7 +88,7 @@ def test_top_k_other_than_g_is_flagged_and_bad_shapes_are_refused():
 
 
 def test_comparison_with_clark_and_the_dense_law():
-    out = fg.compare_moe_laws(1e22)
+    out = compare_moe_laws(1e22)
     assert out["krajewski_best"]["loss"] < out["krajewski_g1"]["loss"]
     # Clark et al. 2022 on Hoffmann's dense law: 64 experts beat the dense optimum (Wang et al. 2024's claim too)
     assert out["clark_routed"]["loss"] < out["dense_chinchilla"]["loss"]
