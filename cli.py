@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from commands import modules_for
+from commands.common import close_stores
 from core.errors import ScaleScopeError
 
 
@@ -37,6 +38,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was stored.", file=sys.stderr)
         return 130
+    finally:
+        close_stores()  # before the interpreter exits, not by its destructors
 
 
 if __name__ == "__main__":

@@ -9,13 +9,28 @@ from core.jsonable import jsonable
 from services.runs import Store, default_url
 
 
+# The stores this process's commands opened. cli.main closes them when the command ends, so that no
+# database handle is left for the C++ destructors that run as the interpreter exits (a torchrun rank
+# that ended with its DuckDB store still open aborted once: "terminate called without an active
+# exception").
+_OPENED: list[Store] = []
+
+
 def open_store(args) -> Store:
     """The Store named by --db, else $SCALESCOPE_DB_URL, else the default file.
 
     Only a sub-command that stores new data may create the store; every other one needs an
     existing ScaleScope store and says so when the path names none (no empty store left behind).
     """
-    return Store(getattr(args, "db", None) or default_url(), create=_stores_new_data(args))
+    store = Store(getattr(args, "db", None) or default_url(), create=_stores_new_data(args))
+    _OPENED.append(store)
+    return store
+
+
+def close_stores() -> None:
+    """Close every store :func:`open_store` opened (cli.main, when a command ends)."""
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def _stores_new_data(args) -> bool:

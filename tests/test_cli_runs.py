@@ -146,3 +146,18 @@ def test_fit_csv_overflow_is_one_line_without_numpy_warnings(db_url, tmp_path):
     proc = cli("fit", "--csv", str(table), "--bootstrap", "0", "--grid", "quick", "--db", db_url, check=False)
     err = one_error_line(proc)
     assert "overflow to infinity" in err and "Warning" not in proc.stderr
+
+
+def test_a_command_closes_its_store_before_it_ends(tmp_path, long_csv):
+    """cli.main closes what the command opened: another process can take the DuckDB file's lock at once
+    (a store left to the interpreter's exit once aborted a torchrun rank in its C++ destructors)."""
+    from cli import main
+    from commands import common
+
+    path = tmp_path / "closed.duckdb"
+    assert main(["ingest", str(long_csv), "--db", f"duckdb:///{path}"]) == 0
+    assert main(["runs", "--db", f"duckdb:///{path}", "--json"]) == 0
+    assert common._OPENED == []
+    other = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r}).close()"],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
