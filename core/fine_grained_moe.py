@@ -4,7 +4,8 @@ Experts", arXiv:2402.07871).
 Granularity G splits each expert of a standard MoE (expert = one dense FFN) into G smaller ones and
 routes each token to G times as many of them, so the ACTIVE parameters stay those of the dense FFN
 while the router chooses among E·G experts (E the expansion rate: total expert parameters / one
-FFN). Their joint law (§5, eq. (4)) in active non-embedding parameters N, tokens D and G:
+FFN). Their joint law (§5, eq. (4)) in the model's non-embedding parameters N — ALL of them, every
+expert included (the paper fixes E = 64) —, tokens D and G:
 
     L(N, D, G) = c + (g / G^γ + a) · 1/N^α + b / D^β
 
@@ -13,21 +14,30 @@ c = 0.47 (fitted at expansion rate E = 64, on C4).
 
 FLOPs per token, the form we use (their §4 / Appendix, "model FLOPs" with the router counted):
 
-    F = 6·N + c_r · d_model · (E·G) · n_blocks,    c_r = 14
+    F = 6·N_active + c_r · d_model · (E·G) · n_blocks,    c_r = 14
 
-6·N for the forward and backward pass of the active parameters (Kaplan et al. 2020 §2.1; their
+6·N_active for the forward and backward pass of the active parameters (Kaplan et al. 2020 §2.1; their
 12·d_model²·c_f·n_blocks with c_f = 6) and c_r = 14 FLOPs per router weight per token (the router
 matmul forward and backward plus routing operations, their estimate). d_model and n_blocks follow
-from N with a fixed aspect ratio d_model = 128·n_blocks (GPT-3 175B: 12288/96) — our assumption:
-the paper sizes its models on a grid of its own. With the router counted, ever finer experts cost
+from N_active with a fixed aspect ratio d_model = 64·n_blocks, as a public implementation of this law
+sizes its models (below). Per block a model holds attention 4·d² and E FFNs' worth of experts
+8·E·d², of which one FFN's worth (k/G of it) is active: N = N_active·(4 + 8E)/(4 + 8k/G), 43× at
+E = 64 and k = G. With the router counted, ever finer experts cost
 compute, so the optimal G at a budget is finite and grows with the budget (their Fig. 1, Table 2).
 
 Top-k: their law is fitted with top-k = G (k = G experts of size FFN/G active: active = one FFN).
 ``moe_plan`` accepts another k and counts active parameters with the active expert share k/G of one
-FFN; the law is then applied at that active N — an extrapolation we flag in the result.
+FFN; the law is then applied to such a model — an extrapolation we flag in the result.
 
 Which constants and why: we could not open the paper's PDF here; the form and the seven constants
-are as we recall them from its §5 and the FLOPs form from its §4 (c_r = 14). The tests check the law
+are as we recall them from its §5 and the FLOPs form from its §4 (c_r = 14). A public implementation
+of the law (the scaling-law sizing in the sigma-moe project's benchmark code) uses the same seven
+constants, evaluates the law at the model's TOTAL parameters d²·(8E + 4)·n_layers with
+d_model = 64·n_layers, and counts FLOPs per token as (12·d²·6 + 14·d·E·G)·n_layers — the form here.
+The total-parameter reading is also the one that agrees with the paper's remark that its optimal
+active N and D follow Hoffmann et al. 2022's ~20 tokens per parameter for 1–10B active parameters:
+at 1e22 FLOPs and G = 8 it gives 9.3B active parameters on 175B tokens (19 per active parameter),
+where evaluating the law at the active count gave 48B on 34B tokens (0.7 per parameter). The tests check the law
 against these constants' own consequences (the closed-form optimum without router cost, Hoffmann et
 al. 2022 eq. (4) with A = g/G^γ + a, B = b), the paper's qualitative claims (finer is better at
 large budgets; G = 1 is not optimal at any budget we plan), and exact recovery on a synthetic
@@ -55,14 +65,14 @@ from core.search import DEFAULT_SEARCH, SearchConfig, minimise_1d
 
 ROUTER_FLOPS_PER_WEIGHT = 14.0  # c_r of Krajewski et al. 2024 §4: router FLOPs per weight per token
 DENSE_FLOPS_PER_PARAM = 6.0  # c_f: forward + backward per active parameter per token (Kaplan et al. 2020 §2.1)
-ASPECT_RATIO = 128.0  # d_model / n_blocks: GPT-3 175B's 12288/96; sets d_model from N (our assumption)
+ASPECT_RATIO = 64.0  # d_model / n_blocks, as the public implementation sizes the law's models (docstring)
 GRANULARITIES = (1, 2, 4, 8, 16, 32, 64)  # powers of 2 up to 64, the range the paper trains (G ≤ 16) and beyond
 FGMOE_PARAMS = ("a", "alpha", "b", "beta", "g", "gamma", "c")
 
 
 @dataclass(frozen=True)
 class FineGrainedMoEParams:
-    """Krajewski et al. 2024 eq. (4): L = c + (g/G^γ + a)/N^α + b/D^β (N active non-embedding)."""
+    """Krajewski et al. 2024 eq. (4): L = c + (g/G^γ + a)/N^α + b/D^β (N all non-embedding parameters)."""
 
     a: float = 18.1  # scale of the model-size term at G → ∞
     alpha: float = 0.115  # exponent of N
@@ -77,7 +87,8 @@ KRAJEWSKI_2024 = FineGrainedMoEParams()
 
 
 def fine_grained_loss(n_params, tokens, granularity, p: FineGrainedMoEParams) -> np.ndarray:
-    """Krajewski et al. 2024 eq. (4): L(N, D, G) = c + (g/G^γ + a)·N^−α + b·D^−β, broadcasting."""
+    """Krajewski et al. 2024 eq. (4): L(N, D, G) = c + (g/G^γ + a)·N^−α + b·D^−β, broadcasting; N the
+    model's total non-embedding parameters (:func:`total_params` of its active ones)."""
     n = np.asarray(n_params, np.float64)
     d = np.asarray(tokens, np.float64)
     gr = np.asarray(granularity, np.float64)
@@ -138,6 +149,12 @@ def d_model_for(n_active, shape: MoEShape = MoEShape(), aspect: float = ASPECT_R
     return (np.asarray(n_active, np.float64) * aspect / per) ** (1.0 / 3.0)
 
 
+def total_params(n_active, shape: MoEShape = MoEShape()) -> np.ndarray:
+    """All non-embedding parameters of a model with ``n_active`` active ones — the law's N. Per block
+    attention 4·d² and E·G experts of FFN/G each (8·E·d²) against 4·d² + (k/G)·8·d² active."""
+    return np.asarray(n_active, np.float64) * (4.0 + 8.0 * shape.expansion) / (4.0 + 8.0 * shape.k / shape.granularity)
+
+
 def flops_per_token(n_active, shape: MoEShape = MoEShape(), aspect: float = ASPECT_RATIO,
                     router_flops: float = ROUTER_FLOPS_PER_WEIGHT) -> np.ndarray:
     """F = 6·N + c_r·d_model·(E·G)·n_blocks (Krajewski et al. 2024 §4), n_blocks = d_model/aspect."""
@@ -182,9 +199,10 @@ class FineGrainedPlan:
 
 def moe_plan(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, shape: MoEShape = MoEShape(), *,
              router: bool = True, search: SearchConfig = DEFAULT_SEARCH) -> FineGrainedPlan:
-    """Compute-optimal active N and D for a budget and a chosen (E, G, top-k): minimise the law along
-    C = F(N)·D over log N (core/search.py's grid → Brent → Newton). ``router=False`` drops the router
-    term: C = 6·N·D, where the optimum is Hoffmann et al. 2022 eq. (4) with A = g/G^γ + a, B = b."""
+    """Compute-optimal active N and D for a budget and a chosen (E, G, top-k): minimise the law (at the
+    model's total parameters) along C = F(N_active)·D over log N_active (core/search.py's grid → Brent
+    → Newton). ``router=False`` drops the router term: C = 6·N_active·D, where the optimum is Hoffmann
+    et al. 2022 eq. (4) in N_active with A = (g/G^γ + a)·r^−α, r = N/N_active, B = b."""
     c = check_flops(flops)
     check_fine_grained(p)
     check_shape(shape)
@@ -195,7 +213,7 @@ def moe_plan(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, shape: MoEShape = 
 
     def along(log_n):
         n = np.exp(log_n)
-        return fine_grained_loss(n, c / fpt(n), shape.granularity, p)
+        return fine_grained_loss(total_params(n, shape), c / fpt(n), shape.granularity, p)
 
     c6 = c / DENSE_FLOPS_PER_PARAM
     lo = 0.5 * (math.log(c6) - math.log(search.tokens_per_param_max))
@@ -207,17 +225,16 @@ def moe_plan(flops, p: FineGrainedMoEParams = KRAJEWSKI_2024, shape: MoEShape = 
     d = c / f
     dm = float(d_model_for(n, shape))
     blocks = dm / ASPECT_RATIO
-    ffn = 8.0 * dm * dm  # one dense FFN per block (expansion 4: 2·d·4d)
-    total = blocks * (4.0 * dm * dm + shape.expansion * ffn)  # E·G experts of FFN/G each = E FFNs
+    total = float(total_params(n, shape))  # attention + E·G experts of FFN/G each = E FFNs per block
     notes = []
     if shape.k != shape.granularity:
         notes.append(f"top-k = {shape.k:g} ≠ G = {shape.granularity:g}: the law was fitted with top-k = G; it is "
-                     "applied here at the active N, an extrapolation.")
+                     "applied here to a model it was not fitted on, an extrapolation.")
     if shape.expansion != 64:
         notes.append(f"E = {shape.expansion:g}: the published constants were fitted at E = 64.")
     return FineGrainedPlan(
         n_active_params=n, tokens=d, tokens_per_param=d / n,
-        loss=float(fine_grained_loss(n, d, shape.granularity, p)), flops=c, granularity=float(shape.granularity),
+        loss=float(fine_grained_loss(total, d, shape.granularity, p)), flops=c, granularity=float(shape.granularity),
         expansion=float(shape.expansion), n_experts=float(shape.n_experts), top_k=float(shape.k), d_model=dm,
         n_blocks=blocks, router_flops_share=float(1.0 - DENSE_FLOPS_PER_PARAM * n / f) if router else 0.0,
         n_total_params=total, notes=tuple(notes),

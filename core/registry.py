@@ -342,8 +342,8 @@ LAW_LIST = LAW_LIST + (
         key="fine_grained_moe",
         label="Fine-grained MoE L = c + (g/G^γ + a)/N^α + b/D^β (Krajewski et al. 2024)",
         latex=r"L(N, D, G) = c + \left(\frac{g}{G^\gamma} + a\right)\frac{1}{N^\alpha} + \frac{b}{D^\beta}",
-        citation="Krajewski et al. 2024, 'Scaling Laws for Fine-Grained Mixture of Experts', eq. (4); N active "
-                 "non-embedding parameters, G granularity",
+        citation="Krajewski et al. 2024, 'Scaling Laws for Fine-Grained Mixture of Experts', eq. (4); N all "
+                 "non-embedding parameters (every expert), G granularity",
         param_names=fgmoe.FGMOE_PARAMS, inputs=("n_params", "tokens", "granularity"),
         predict_fn=lambda p, x: fgmoe.fine_grained_loss(x["n_params"], x["tokens"], x["granularity"],
                                                         fgmoe.FineGrainedMoEParams(**p)),
@@ -351,13 +351,17 @@ LAW_LIST = LAW_LIST + (
                          min_distinct=(("granularity", 2, "the fine-grained MoE law needs runs at 2 or more "
                                                           "granularities (config 'granularity')"),)),
         params_type=fgmoe.FineGrainedMoEParams, check=fgmoe.check_fine_grained,
-        loss_nd=lambda p, extra: (lambda n, d: fgmoe.fine_grained_loss(
-            n, d, check_granularity(extra.get("granularity", 1.0)), p)),
+        # the planner's generic optimum is in ACTIVE N (C = 6·N·D); the law reads the model's total N
+        # (E = 64 as the paper fits, top-k = G): fgmoe.total_params
+        loss_nd=lambda p, extra: (lambda n, d: (lambda g: fgmoe.fine_grained_loss(
+            fgmoe.total_params(n, fgmoe.MoEShape(64.0, g)), d, g, p))(
+                check_granularity(extra.get("granularity", 1.0)))),
         plan_inputs=("granularity",),
-        n_kind="active",
-        data_note="Krajewski et al. 2024 use ACTIVE non-embedding parameters and each run's granularity G "
-                  "(config 'granularity'; 1 = experts the size of the dense FFN). The planner's generic optimum "
-                  "counts C = 6·N·D; the fine-grained MoE panel adds the router's FLOPs.",
+        n_kind="total",
+        data_note="Krajewski et al. 2024 use ALL non-embedding parameters (every expert; E = 64 in their fits) "
+                  "and each run's granularity G (config 'granularity'; 1 = experts the size of the dense FFN). "
+                  "The planner's generic optimum is in active N with C = 6·N·D (N = 43 × active at E = 64); "
+                  "the fine-grained MoE panel adds the router's FLOPs.",
     ),
 )
 LAWS: dict = {law.key: law for law in LAW_LIST}

@@ -624,7 +624,9 @@ def fine_grained_section(flops, fits):
         metric(cols[3], "planner_fg_total", "Total parameters (fine-grained)", human(best.n_total_params))
         metric(cols[4], "planner_fg_router", "Router FLOPs", f"{best.router_flops_share:.1%}")
         metric(cols[5], "planner_fg_loss", "Loss (fine-grained)", f"{best.loss:.4f}")
-        st.caption(f"{best.flops_rule}; d_model = 128·n_blocks. " + " ".join(best.notes)
+        st.caption(f"{best.flops_rule}; d_model = {fgm.ASPECT_RATIO:g}·n_blocks; the law reads all "
+                   f"{human(best.n_total_params)} parameters (every expert), the FLOPs the active ones. "
+                   + " ".join(best.notes)
                    + " Losses are on the paper's data (C4): compare allocations with the dense law above, not losses.")
         if len(plans) > 1:
             st.plotly_chart({"data": [_scatter(x=[q.granularity for q in plans], y=[q.loss for q in plans],

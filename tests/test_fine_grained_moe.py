@@ -26,7 +26,7 @@ def test_published_constants_and_registry_entry():
     assert (P.a, P.alpha, P.b, P.beta, P.g, P.gamma, P.c) == (18.1, 0.115, 30.8, 0.147, 2.1, 0.58, 0.47)
     law = LAWS["fine_grained_moe"]
     assert law.inputs == ("n_params", "tokens", "granularity") and "Krajewski et al. 2024" in law.citation
-    assert law.plannable and law.plan_inputs == ("granularity",) and law.n_kind == "active"
+    assert law.plannable and law.plan_inputs == ("granularity",) and law.n_kind == "total"
     n, d, g = 1e9, 2e10, 8.0
     expected = 0.47 + (2.1 / 8 ** 0.58 + 18.1) / 1e9 ** 0.115 + 30.8 / 2e10 ** 0.147
     assert float(fg.fine_grained_loss(n, d, g, P)) == pytest.approx(expected, rel=1e-14)
@@ -35,7 +35,9 @@ def test_published_constants_and_registry_entry():
 @pytest.mark.parametrize("flops, granularity", [(1e19, 1.0), (1e22, 8.0), (1e25, 32.0)])
 def test_optimum_without_router_is_the_chinchilla_closed_form(flops, granularity):
     got = fg.moe_plan(flops, P, fg.MoEShape(64, granularity), router=False)
-    a_eff = P.g * granularity ** -P.gamma + P.a
+    ratio = (4 + 8 * 64) / 12  # the law's N (every expert) per active parameter at E = 64, top-k = G
+    assert float(fg.total_params(1.0, fg.MoEShape(64, granularity))) == pytest.approx(ratio, rel=1e-15)
+    a_eff = (P.g * granularity ** -P.gamma + P.a) * ratio ** -P.alpha
     n_star, d_star = compute_optimal_nd(flops, a_eff, P.b, P.alpha, P.beta)
     assert got.n_active_params == pytest.approx(float(n_star), rel=1e-6)
     assert got.tokens == pytest.approx(float(d_star), rel=1e-6)
@@ -55,14 +57,31 @@ def test_fit_recovers_the_published_constants_from_synthetic_data():
 
 def test_flops_rule_counts_the_router_as_the_paper_does():
     n, shape = 1e9, fg.MoEShape(expansion=64, granularity=8)
-    d_model = (n * 128 / 12) ** (1 / 3)  # top-k = G: 12·d² per block, n_blocks = d/128
+    d_model = (n * 64 / 12) ** (1 / 3)  # top-k = G: 12·d² per block, n_blocks = d/64
+    assert fg.ASPECT_RATIO == 64
     assert float(fg.d_model_for(n, shape)) == pytest.approx(d_model, rel=1e-12)
-    expected = 6 * n + 14 * d_model * (64 * 8) * (d_model / 128)
+    expected = 6 * n + 14 * d_model * (64 * 8) * (d_model / 64)
     assert float(fg.flops_per_token(n, shape)) == pytest.approx(expected, rel=1e-12)
     shares = [float(fg.router_share(n, fg.MoEShape(64, g))) for g in (1, 4, 16, 64)]
     assert shares == sorted(shares) and shares[0] > 0
     best = fg.moe_plan(1e22, P, shape)
     assert float(fg.flops_per_token(best.n_active_params, shape)) * best.tokens == pytest.approx(1e22, rel=1e-9)
+
+
+def test_optima_follow_hoffmann_in_active_parameters_as_the_paper_says():
+    """The law read at the model's TOTAL parameters (every expert): Krajewski et al. remark that their
+    optimal active N and D follow Hoffmann et al.'s ~20 tokens per parameter for 1-10B active
+    parameters, which this reading gives and the active reading (0.7 tokens per parameter) did not.
+    The numbers at 1e22 FLOPs, G = 8 are those of a public implementation of the law evaluated by hand
+    (same constants, N = d²·(8E + 4)·n_layers, d_model = 64·n_layers, FLOPs (12·d²·6 + 14·d·E·G)·n_layers)."""
+    best = fg.moe_plan(1e22, P, fg.MoEShape(64, 8))
+    assert best.n_active_params == pytest.approx(9.26e9, rel=2e-3)
+    assert best.tokens == pytest.approx(1.75e11, rel=3e-3)
+    assert best.n_total_params == pytest.approx(3.98e11, rel=2e-3)
+    assert best.loss == pytest.approx(2.0230, abs=5e-5)
+    for flops in (1e20, 1e21, 1e22):
+        plan_g = fg.best_granularity(flops, P)[0]
+        assert 5e8 < plan_g.n_active_params < 2e10 and 10 < plan_g.tokens_per_param < 40, plan_g
 
 
 def test_paper_claims_finer_is_better_and_the_best_granularity_grows_with_budget():
@@ -157,10 +176,11 @@ def test_fits_page_fits_runs_with_a_granularity(db_url, monkeypatch):
     n, d, g = (a.ravel() for a in np.meshgrid(np.logspace(7, 9, 3), np.logspace(9, 11, 3), [1, 4, 16],
                                               indexing="ij"))
     y = fg.fine_grained_loss(n, d, g, P)
-    runs = [ParsedRun(name=f"fgmoe-{i}", source_format="summary", arch="moe", n_params=64 * n[i],
-                      n_active_params=n[i], tokens=d[i], flops=6 * n[i] * d[i], config={"granularity": float(g[i])},
+    runs = [ParsedRun(name=f"fgmoe-{i}", source_format="summary", arch="moe", n_params=n[i],
+                      n_active_params=n[i] / 43, tokens=d[i], flops=6 * n[i] / 43 * d[i],
+                      config={"granularity": float(g[i])},
                       tags=["fgmoe"], metrics=pd.DataFrame({"name": ["loss"], "step": [np.nan], "tokens": [d[i]],
-                                                            "flops": [6 * n[i] * d[i]], "wall_time": [np.nan],
+                                                            "flops": [6 * n[i] / 43 * d[i]], "wall_time": [np.nan],
                                                             "value": [float(y[i])]}))
             for i in range(n.size)]
     store = Store(db_url)
@@ -174,7 +194,7 @@ def test_fits_page_fits_runs_with_a_granularity(db_url, monkeypatch):
         at.selectbox(key="fit_dataset").set_value(fit_data.ALL_RUNS).run()
         at.text_input(key="fit_filter").set_value("fgmoe-").run()
         at.number_input(key="fit_bootstrap").set_value(0).run()
-        at.radio(key="fit_n_kind").set_value("active").run()  # Krajewski et al.: active parameters
+        assert at.radio(key="fit_n_kind").value == "total"  # Krajewski et al.: every expert's parameters
         assert any("Krajewski et al. 2024" in c.value for c in at.caption)
         at.button(key="fit_button").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
