@@ -25,23 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, start_streamlit  # noqa: E402  (one browser setup)
+from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit, stop, wait_idle  # noqa: E402  (one browser setup)
 
 RESULTS = ROOT / "benchmarks" / "RESULTS_planner.md"
 N_STAR = ".st-key-planner_n_params [data-testid=stMetricValue]"
 BUDGET_SLIDER = 'input[type=range][aria-label^="Training budget"]'
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 TARGET_MS = 300.0
-
-
-def start_server(db_path: Path) -> tuple[subprocess.Popen, str]:
-    return start_streamlit(db_path)
-
-
-def wait_idle(page) -> None:
-    page.wait_for_selector(IDLE, timeout=60_000)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=60_000)
 
 
 def press(page) -> tuple[float, float, str]:
@@ -91,7 +80,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp) / "bench.duckdb")
+        proc, url = start_streamlit(Path(tmp) / "bench.duckdb")
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -107,11 +96,7 @@ def main() -> int:
                 last = page.locator(BUDGET_SLIDER).get_attribute("aria-valuetext")
                 browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
     to_number = [t[0] for t in timings]
     to_idle = [t[1] for t in timings]

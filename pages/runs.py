@@ -68,7 +68,7 @@ if runs.empty:
     st.info("No runs yet: upload a training log above.")
     st.stop()
 
-run_tags = runs["tags"].map(lambda t: json.loads(t) if t else [])
+run_tags = runs["tags"].map(runs_service.run_tags)
 if run_tags.map(lambda ts: DEMO_TAG in ts).any():
     st.caption(f"Runs tagged **{DEMO_TAG}** come from a synthetic sweep generated from a known law "
                "(Besiroglu et al. 2024 estimates) with noise — not real training runs.")
@@ -83,7 +83,7 @@ if run_tags.map(lambda ts: EXAMPLE_TAG in ts).any():
 size_cols = ["arch", "n_params", "n_nonembedding_params", "n_active_params", "n_experts", "top_k",
              "seq_len", "tokens_per_step", "tokens", "flops"]
 table = runs[["name", "source_format"] + size_cols + ["n_metric_rows", "tags"]].copy()
-table["tags"] = table["tags"].map(lambda t: ", ".join(json.loads(t)) if t else "")
+table["tags"] = table["tags"].map(lambda t: ", ".join(runs_service.run_tags(t)))
 table["source_format"] = table["source_format"].fillna("")
 st.subheader(f"{len(runs)} runs")
 c1, c2 = st.columns([1, 2])

@@ -31,6 +31,7 @@ from db.runs import insert_runs, last_logged_steps, run_ids_named, runs_named, u
 from db.store import Store
 from services.demo_names import OBSSCALING_TAG
 from services.ingest import default_tag
+from services.runs import run_tags
 from importers.evals import (
     ParsedEvals, is_accuracy_like, merge_parsed, parse_eval_files, parse_eval_upload,
 )
@@ -342,13 +343,7 @@ ALL_DATASETS = "(all eval results)"  # the dataset choice that keeps every row
 def eval_datasets(store: Store, evals: pd.DataFrame) -> tuple[list, dict]:
     """The tags of runs with eval rows, as datasets to show one at a time (the bundled
     observational-scaling table first, then by number of models), and run name -> its tags."""
-    def tags(text) -> list:
-        try:
-            return list(json.loads(text or "[]"))
-        except (TypeError, ValueError):
-            return []
-
-    tags_of = {r.name: tags(r.tags) for r in store.runs()[["name", "tags"]].itertuples()}
+    tags_of = {r.name: run_tags(r.tags) for r in store.runs()[["name", "tags"]].itertuples()}
     counts: dict = {}
     for run in pd.unique(evals["run"]):
         for tag in tags_of.get(run, []):

@@ -36,6 +36,7 @@ from core.progress import ProgressFn
 from db.fits import delete_fit, get_fit, list_fits, load_result, save_result
 from db.store import Store
 from services.demo_names import CHINCHILLA_TAG, EXAMPLE_FIT_NAME
+from services.runs import run_tags
 
 TARGET_KINDS = {
     "final": "final value of a metric (one point per run)",
@@ -160,13 +161,6 @@ class FitData:
 # ============================================================================================
 # Selecting runs
 # ============================================================================================
-def run_tags(tags_json) -> list:
-    try:
-        return list(json.loads(tags_json or "[]"))
-    except (TypeError, ValueError):
-        return []
-
-
 def all_tags(store: Store) -> list:
     """Every tag on a stored run, sorted."""
     return sorted({t for tags in store.runs()["tags"] for t in run_tags(tags)})

@@ -164,13 +164,6 @@ def on_track(forecast_final: float, interval, predicted_by_law: float) -> dict:
             "gap": forecast_final - predicted_by_law}
 
 
-def _tags(text) -> set:
-    try:
-        return set(json.loads(text or "[]"))
-    except (TypeError, ValueError):
-        return set()
-
-
 def comparable_fit(fits: pd.DataFrame, runs: pd.DataFrame, run: str, metric: Optional[str] = None):
     """The stored Chinchilla fit to hold ``run`` against, or None: a law fitted on another dataset
     predicts another tokenizer's and corpus's loss (the Epoch Chinchilla fit says 17 nats for a 1M-
@@ -179,7 +172,7 @@ def comparable_fit(fits: pd.DataFrame, runs: pd.DataFrame, run: str, metric: Opt
     fits = fits[fits["law"] == "chinchilla"]
     if fits.empty or run not in set(runs["name"]):
         return None
-    tags_of = dict(zip(runs["name"], runs["tags"].map(_tags)))
+    tags_of = dict(zip(runs["name"], runs["tags"].map(lambda text: set(runs_service.run_tags(text)))))
     ranked = []
     for _, fit in fits.iterrows():
         selected = (fit["selection"] or {}).get("runs") or []

@@ -5,6 +5,7 @@ page never imports db/ (the ``ui-through-services`` contract in ``.importlinter`
 """
 from __future__ import annotations
 
+import json
 from typing import Iterable, Optional, Sequence
 
 import pandas as pd
@@ -57,3 +58,11 @@ def curves(store: Store, run_names: Sequence[str], metric: str, x: str = "step",
 
 def export_metrics(store: Store, run_names: Sequence[str], out: str, fmt: str) -> int:
     return store.export_metrics(run_names, out, fmt)
+
+
+def run_tags(tags_json) -> list:
+    """A stored run's tags (the runs table keeps them as JSON text); [] when none or unreadable."""
+    try:
+        return list(json.loads(tags_json or "[]"))
+    except (TypeError, ValueError):
+        return []
