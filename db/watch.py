@@ -90,12 +90,13 @@ class StateMoved(Exception):
 
 def _check_state(conn, path: str, expect) -> None:
     """Raise StateMoved unless the stored (consumed, inode) of ``path`` is ``expect`` (None: no row).
-    On PostgreSQL the row is locked until the transaction ends, so two watchers take turns."""
+    On PostgreSQL the file's path is locked until the transaction ends, so two watchers take turns.
+    The lock is an advisory one on the path, not the row: a first read finds no row to lock
+    (SELECT ... FOR UPDATE locks nothing then), and two watchers both stored the file's first rows."""
     f = schema.watch_files
-    stmt = sa.select(f.c.consumed, f.c.inode).where(f.c.path == path)
     if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    current = conn.execute(stmt).first()
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:path, 0))"), {"path": path})
+    current = conn.execute(sa.select(f.c.consumed, f.c.inode).where(f.c.path == path)).first()
     if (None if current is None else tuple(current)) != (None if expect is None else tuple(expect)):
         raise StateMoved(path)
 

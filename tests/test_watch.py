@@ -562,6 +562,49 @@ def test_two_watchers_of_one_folder_store_every_row_once(any_db_url, tmp_path):
         s.close()
 
 
+def test_a_files_first_rows_are_stored_once_when_two_watchers_race(any_db_url, tmp_path):
+    """The race the test above hits about once in twenty CI runs, made certain: watcher A has checked
+    that a file has no stored state yet, and holds its transaction open while watcher B reads the
+    same first rows. B must wait for A and then stand back (StateMoved), not store the rows again.
+    There is no row to lock yet, so PostgreSQL needs a lock on the path itself."""
+    import threading
+
+    from core.runs import ParsedRun
+    from db import watch as watch_db
+
+    path = str(tmp_path / "race.csv")
+    frame = pd.DataFrame({"name": "loss", "step": [0.0, 1.0], "tokens": None, "flops": None,
+                          "wall_time": None, "value": [3.0, 2.9]})
+    row = {"path": path, "folder": str(tmp_path), "format": "csv", "size": 20, "mtime": 1.0, "inode": 7,
+           "consumed": 20, "state": {}, "status": "ok", "runs": ["race"]}
+    a, b = Store(any_db_url), Store(any_db_url)
+    outcome = []
+
+    def watcher_b():
+        try:
+            watch_db.store_rows(b, dict(row), "append", [ParsedRun(name="race", source_format="csv_long",
+                                                                   metrics=frame.copy())], expect=None)
+            outcome.append("stored")
+        except watch_db.StateMoved:
+            outcome.append("stood back")
+
+    try:
+        second = threading.Thread(target=watcher_b)
+        with a.write() as conn:
+            watch_db._check_state(conn, path, None)
+            second.start()
+            time.sleep(0.5)  # B reads and checks now, while A has not written
+            a.ingest_into(conn, [ParsedRun(name="race", source_format="csv_long", metrics=frame.copy())],
+                          on_duplicate="error")
+            watch_db._write_file_row(conn, row)
+        second.join(30)
+        assert outcome == ["stood back"]
+        assert rows(a, "race")["step"].tolist() == [0, 1]
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_folder_removed_and_added_again_takes_its_runs_back(store, logs):
     (logs / "again.csv").write_text("step,loss\n0,1.0\n1,0.9\n")
     watch_service.add_folder(store, str(logs))
