@@ -13,6 +13,8 @@ same in the Fits table, the planner's metric and a plot's hover:
 | ratios (tokens per parameter)    | ``ratio``       | ``20.3``                |
 | an interval                      | ``interval``    | ``[60.1B, 88.2B]``      |
 | a value with its ± error         | ``pm``          | ``0.3392 ± 0.0210``     |
+| a signed difference (bias, gap)  | ``signed``      | ``+0.0123``, ``-0.0045``|
+| a length of time                 | ``duration``    | ``45 s``, ``2.5 min``   |
 
 Missing values (``None``, NaN) are an em dash, ``MISSING``; no function returns ``None``, ``nan``,
 a Python ``repr`` of a float or an ``e+`` exponent.
@@ -170,6 +172,21 @@ def integer(x) -> str:
     return f"{int(round(float(x))):,}"
 
 
+def duration(seconds) -> str:
+    """A length of time: seconds below two minutes (one decimal below 10 s: 1.5 s, 45 s), minutes below
+    two hours (2.5 min), else hours (1.3 h)."""
+    if (special := _special(seconds)) is not None:
+        return special
+    s = float(seconds)
+    if abs(s) < 9.95:  # 9.96 s rounds to 10 s, not 10.0 s
+        return f"{s:.1f} s"
+    if abs(s) < 119.5:
+        return f"{s:.0f} s"
+    if abs(s) / 60 < 119.95:  # 119.96 min is 2.0 h, not 120.0 min
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
 FORMATTERS: dict[str, Callable[[object], str]] = {
     "count": count, "flops": flops, "loss": loss, "number": number, "ratio": ratio,
     "percent": percent, "integer": integer,
@@ -199,6 +216,16 @@ def pm(x, err, kind: str | Callable = "number") -> str:
         return fmt(x)
     efmt = (lambda e: number(e, 3)) if fmt is number else fmt
     return f"{fmt(x)} ± {efmt(abs(float(err)))}"
+
+
+def signed(x, kind: str | Callable = "number") -> str:
+    """A difference whose sign matters (a bias, a gap, a trend) in the quantity's format, with an
+    explicit + when positive: +0.0123, -0.0045 (``signed(x, "loss")``); zero as +0."""
+    fmt = FORMATTERS[kind] if isinstance(kind, str) else kind
+    text = fmt(x)
+    if _missing(x) or math.isinf(float(x)) or text.startswith("-"):
+        return text
+    return f"+{text}"
 
 
 def kind_of(name: str) -> str:

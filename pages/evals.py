@@ -217,7 +217,7 @@ if len(points):
                                     f"{fmt.level(cl)} interval": fmt.interval(*intervals.get(k, (None, None)))}
                                    for k, v in fit.params.items()]),
                      hide_index=True, key="evals_fit_params")
-        st.caption(f"{fit.n_points} points · RMSE {fmt.number(fit.rmse)} · R² {fit.r2:.3f} · x seen as "
+        st.caption(f"{fit.n_points} points · RMSE {fmt.number(fit.rmse)} · R² {fmt.number(fit.r2)} · x seen as "
                    f"{'log10(x)' if fit.x_transform == 'log10' else 'x'} · "
                    f"intervals by {fit.diagnostics.get('stderr_method')}")
         c1, c2 = st.columns([3, 1])
@@ -267,8 +267,9 @@ with user_errors():
     c1.plotly_chart(scree, width="stretch", key="evals_scree")
     k = min(3, len(pcs))
     loadings = pca.loadings.iloc[:, :k]
+    cells = [[fmt.number(v, 2) for v in row] for row in loadings.to_numpy()]  # two significant digits
     heat = go.Figure(go.Heatmap(z=loadings.to_numpy(), x=list(loadings.columns), y=theme.names(loadings.index),
-                                colorscale=theme.DIVERGING, zmid=0, text=np.round(loadings.to_numpy(), 2),
+                                colorscale=theme.DIVERGING, zmid=0, text=cells,
                                 texttemplate="%{text}", hovertemplate="%{y} · %{x}: %{z:.4f}<extra></extra>"))
     heat.update_layout(title="Loadings", height=380, margin=dict(t=40))
     c2.plotly_chart(heat, width="stretch", key="evals_loadings")

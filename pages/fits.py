@@ -643,8 +643,8 @@ if len(per_budget):
     st.dataframe(per_budget, hide_index=True, key="fit_budgets_table")
 summary = getattr(result.diagnostics, "residual_summary", None) or {}
 if summary.get("n"):
-    st.caption(f"Residuals (log): RMSE {fmt.loss(summary['rmse'])}, mean {summary['mean']:+.4f}, max |r| "
-               f"{fmt.loss(summary['max_abs'])}, mean |error| {summary['mean_abs_pct']:.2f}%.")
+    st.caption(f"Residuals (log): RMSE {fmt.loss(summary['rmse'])}, mean {fmt.signed(summary['mean'], 'loss')}, "
+               f"max |r| {fmt.loss(summary['max_abs'])}, mean |error| {fmt.percent(summary['mean_abs_pct'] / 100, 2)}.")
 
 # -------------------------------------------------------------------------------------- exclude and refit
 excluded_runs: list = []
@@ -746,7 +746,7 @@ if data is not None:
                 trend = summary.get("trend") or {}
                 if trend:
                     st.caption("Trend of the residuals per e-fold (slope, correlation): "
-                               + "; ".join(f"{k}: {v['slope_per_log']:+.4f} (r = {v['corr']:+.2f})"
+                               + "; ".join(f"{k}: {fmt.signed(v['slope_per_log'], 'loss')} (r = {fmt.signed(v['corr'])})"
                                            for k, v in trend.items())
                                + ". A clear trend means the law's form misses something, not just noise.")
                 if result.method in ("approach3", "huber_log"):
@@ -778,8 +778,8 @@ if data is not None:
                         c1, c2, c3, c4 = st.columns(4)
                         c1.metric("Fitted / held out", f"{bt.n_train} / {bt.n_test}")
                         c2.metric("RMSE (log)", fmt.loss(bt.rmse_log))
-                        c3.metric("Mean |error|", f"{bt.mape_pct:.2f}%")
-                        c4.metric("Bias (log)", f"{bt.bias_log:+.4f}")
+                        c3.metric("Mean |error|", fmt.percent(bt.mape_pct / 100, 2))
+                        c4.metric("Bias (log)", fmt.signed(bt.bias_log, "loss"))
                         figures["backtest"] = fig_backtest(bt, points)
                         st.plotly_chart(figures["backtest"], width="stretch", key="fig_backtest")
 

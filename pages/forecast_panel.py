@@ -136,7 +136,7 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
                            help=f"{predicted['fit']} (target {predicted['target']}) at N = {fmt.count(predicted['n_params'])}, "
                                 f"D = {fmt.count(predicted['tokens'])} tokens")
             gap = verdict["gap"]
-            cols[2].metric("Verdict", verdict["verdict"], delta=("+" if gap >= 0 else "") + f"{fmt.loss(gap)} vs the fit",
+            cols[2].metric("Verdict", verdict["verdict"], delta=f"{fmt.signed(gap, 'loss')} vs the fit",
                            delta_color="inverse")
         else:
             cols[1].metric("Stored fit predicts", "no fit",

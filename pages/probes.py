@@ -48,10 +48,6 @@ def cached_estimate(cfg_json: str) -> list:
     return [r.est_seconds for r in plan.runs]
 
 
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 class LiveLoss:
     """Training loss by tokens per run, redrawn into a placeholder from the progress callback."""
 
@@ -154,12 +150,12 @@ def sweep_section() -> None:
     timing_cfg = replace(cfg, seed=0, name_prefix="probe")
     est = dict(zip((r.name for r in plan.runs), cached_estimate(json.dumps(timing_cfg.as_dict(), sort_keys=True))))
     total_est = sum(est.values())
-    st.markdown(f"**{len(plan.runs)} runs**, {fmt.flops(plan.total_flops)} training FLOPs — estimated **{duration(total_est)}** "
+    st.markdown(f"**{len(plan.runs)} runs**, {fmt.flops(plan.total_flops)} training FLOPs — estimated **{fmt.duration(total_est)}** "
                 f"on {plan.device['kind']} ({plan.device['name']}), held-out scoring included.")
     st.dataframe([{"run": r.name, "budget C": fmt.flops(r.budget), "d_model": r.shape.d_model,
                    "layers": r.shape.n_layers, "N active": fmt.count(r.counts.active), "N total": fmt.count(r.counts.total),
                    "tokens D": fmt.count(r.tokens), "steps": fmt.integer(r.steps), "warmup": fmt.integer(r.warmup_steps),
-                   "lr": fmt.number(r.lr, 3), "est. s": f"{est[r.name]:.1f}"} for r in plan.runs],
+                   "lr": fmt.number(r.lr, 3), "est. s": fmt.ratio(est[r.name])} for r in plan.runs],
                  hide_index=True, width="stretch", key="sweep_plan_table")
 
     c1, c2 = st.columns([2, 5])
@@ -188,8 +184,8 @@ def sweep_section() -> None:
             live.draw()
             stored = outcome.stored
             st.session_state["probe_last_sweep"] = stored["tag"]
-            st.success(f"Stored {len(stored['runs'])} runs tagged {literal(stored['tag'])} in {duration(outcome.seconds)} "
-                       f"(estimated {duration(total_est)})"
+            st.success(f"Stored {len(stored['runs'])} runs tagged {literal(stored['tag'])} in {fmt.duration(outcome.seconds)} "
+                       f"(estimated {fmt.duration(total_est)})"
                        + (f", with {len(stored['capture_ids'])} routing snapshots" if stored["capture_ids"] else "")
                        + ". They are runs like any other: see them on the Runs page, fit them below.")
         stop.empty()
@@ -229,8 +225,8 @@ def throughput_section() -> None:
         st.caption(f"Shape: d_model {shape.d_model}, {shape.n_layers} layer{'s' * (shape.n_layers != 1)}, "
                    f"{shape.n_heads} head{'s' * (shape.n_heads != 1)}, d_ff {shape.d_ff}"
                    + (f", {shape.n_experts} experts top-{shape.top_k}" if shape.n_experts else "")
-                   + f" — {counts.total:,} parameters ({counts.active:,} active); {fpt.train:,.0f} training FLOPs per "
-                   f"token ({fpt.attention_share:.0%} attention; PaLM appendix B).")
+                   + f" — {fmt.count(counts.total)} parameters ({fmt.count(counts.active)} active); {fmt.flops(fpt.train)} "
+                   f"training FLOPs per token ({fmt.percent(fpt.attention_share, 0)} attention; PaLM appendix B).")
 
     c1, c2 = st.columns([2, 5])
     if c1.button("Measure throughput", type="primary", key="thr_start", disabled=shape is None or choice is None):
@@ -247,12 +243,12 @@ def throughput_section() -> None:
             by_kind = {r.kind: r for r in results}
             fwd, both = by_kind["forward"], by_kind["forward_backward"]
             cols = st.columns(5)
-            cols[0].metric("forward tokens/s", f"{fwd.tokens_per_s:,.0f}")
-            cols[1].metric("fwd+bwd tokens/s", f"{both.tokens_per_s:,.0f}")
+            cols[0].metric("forward tokens/s", fmt.integer(fwd.tokens_per_s))
+            cols[1].metric("fwd+bwd tokens/s", fmt.integer(both.tokens_per_s))
             cols[2].metric("fwd+bwd TFLOP/s", fmt.number(both.achieved_tflops, 3))
             cols[3].metric("fwd+bwd MFU", fmt.percent(both.mfu))
-            cols[4].metric("peak memory", f"{both.peak_memory_bytes / 2 ** 20:,.0f} MiB")
-            st.caption(f"MFU against {both.peak_tflops:.3g} TFLOP/s ({literal(both.peak_source)})." if both.peak_tflops
+            cols[4].metric("peak memory", f"{fmt.integer(both.peak_memory_bytes / 2 ** 20)} MiB")
+            st.caption(f"MFU against {fmt.number(both.peak_tflops, 3)} TFLOP/s ({literal(both.peak_source)})." if both.peak_tflops
                        else f"No MFU: {literal(both.peak_source)}.")
             st.success(f"Stored probes #{', #'.join(map(str, ids))} on {literal(fwd.device_name)} ({fwd.dtype}); the Planner "
                        "can use the measured MFU.")
@@ -319,5 +315,5 @@ if table.empty:
     st.info("No throughput probe stored yet: choose Throughput above and press Measure throughput.")
 else:
     st.dataframe(fmt.table(table, {"tokens/s": "integer", "TFLOP/s": "number", "MFU": "percent",
-                                   "peak memory (MiB)": "ratio", "params": "count", "active params": "count"}),
+                                   "peak memory (MiB)": "integer", "params": "count", "active params": "count"}),
                  hide_index=True, width="stretch", key="thr_table")

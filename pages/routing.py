@@ -52,8 +52,8 @@ def heatmap(z, x, y, title: str, *, zmin=None, zmax=None, zmid=None, colorscale=
     return fig
 
 
-def column(label: str | None = None, format: str | None = None, help: str | None = None):
-    """A table column's label and help (its numbers are already text: ``shown_table``)."""
+def column(label: str | None = None, help: str | None = None):
+    """A table column's label and help (its numbers are already text in the app's format: ``shown_table``)."""
     return st.column_config.TextColumn(label, help=help)
 
 
@@ -190,7 +190,7 @@ frame = cached_assignments(store, store.url, shown_id)
 layers = sorted(int(x) for x in frame["layer"].unique())
 info = capture["info"]
 st.caption(f"{literal(capture['family'])} · {len(layers)} MoE layers · {n_experts} experts, top-{top_k} · "
-           f"{int(capture['n_tokens'])} tokens from {info.get('n_docs', '?')} document(s) · "
+           f"{fmt.integer(capture['n_tokens'])} tokens from {info.get('n_docs', '?')} document(s) · "
            + literal(f"{info.get('source', 'capture')}{' on ' + info['device'] if info.get('device') else ''}"))
 
 # ------------------------------------------------------------------ load and per-layer metrics
@@ -210,23 +210,23 @@ min_count = c2.number_input("Vocabulary specialization: tokens seen at least", m
 table = cached_layer_metrics(store, store.url, shown_id, float(capacity_factor), int(min_count))
 number = column  # the table's numbers are text in the app's format (core/format.py); labels and help stay
 st.dataframe(shown_table(table), hide_index=True, key="routing_metrics_table", column_config={
-    "cv": number("CV", format="%.3f", help="std/mean of expert load (Shazeer et al. 2017); 0 = balanced"),
-    "max_vio": number("MaxVio", format="%.3f", help="max load / mean load − 1 (Wang et al. 2024)"),
-    "entropy": number("entropy", format="%.3f", help="load entropy / ln E; 1 = uniform"),
-    "aux_loss": number("aux loss", format="%.3f", help="E·Σ f_i·P_i (Switch Transformer); 1 = balanced"),
+    "cv": number("CV", help="std/mean of expert load (Shazeer et al. 2017); 0 = balanced"),
+    "max_vio": number("MaxVio", help="max load / mean load − 1 (Wang et al. 2024)"),
+    "entropy": number("entropy", help="load entropy / ln E; 1 = uniform"),
+    "aux_loss": number("aux loss", help="E·Σ f_i·P_i (Switch Transformer); 1 = balanced"),
     "aux_loss_from": st.column_config.TextColumn("P_i from", help="router: the captured router probabilities; "
                                                  "top-k weights: a proxy (traces from elsewhere)"),
     "vocab_tokens": number("… token ids counted", help="token ids seen at least the minimum count"),
-    "drop_rate": number(f"drop rate @ {capacity_factor:g}", format="%.3f"),
-    "vocab_top1": number("vocab spec. (top-1)", format="%.3f", help="OLMoE token-ID specialization"),
-    "vocab_top1_null": number("… permutation null", format="%.3f",
+    "drop_rate": number(f"drop rate @ {fmt.number(capacity_factor)}"),
+    "vocab_top1": number("vocab spec. (top-1)", help="OLMoE token-ID specialization"),
+    "vocab_top1_null": number("… permutation null",
                               help="the same score with token ids shuffled: what chance alone gives"),
-    "vocab_top1_null_std": number("… null std", format="%.4f"),
-    "vocab_topk": number("vocab spec. (top-k)", format="%.3f"),
-    "same_first": number("same 1st expert, next token", format="%.3f", help="Mixtral paper, sec. 5"),
-    "same_first_random": number("… random 1/E", format="%.3f"),
-    "overlap_topk": number("overlapping top-k, next token", format="%.3f"),
-    "overlap_topk_random": number("… random", format="%.3f", help="1 − C(E−k, k)/C(E, k)"),
+    "vocab_top1_null_std": number("… null std"),
+    "vocab_topk": number("vocab spec. (top-k)"),
+    "same_first": number("same 1st expert, next token", help="Mixtral paper, sec. 5"),
+    "same_first_random": number("… random 1/E"),
+    "overlap_topk": number("overlapping top-k, next token"),
+    "overlap_topk_random": number("… random", help="1 − C(E−k, k)/C(E, k)"),
 })
 st.caption("Vocabulary specialization is only meaningful above its permutation null (small counts inflate it); "
            "consecutive-token rates above their random baselines mean routing follows position or syntax.")
@@ -341,5 +341,5 @@ if other_id is not None:
         st.caption("The two captures share no tokens (different text), so their choices cannot be compared token by token.")
     else:
         st.dataframe(shown_table(agreement), hide_index=True, key="routing_compare_agreement",
-                     column_config={"agreement_topk": number("same top-k experts (share)", format="%.3f"),
-                                    "agreement_top1": number("same top-1 expert (share)", format="%.3f")})
+                     column_config={"agreement_topk": number("same top-k experts (share)"),
+                                    "agreement_top1": number("same top-1 expert (share)")})

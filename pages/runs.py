@@ -10,6 +10,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core import format as fmt
 from core.curves import group_band, smooth_curves
 from core.demo import DEMO_TAG
 from services.seed import EXAMPLE_TAG, PROBE_DEMO_TAG
@@ -227,7 +228,7 @@ def curve_panels(chosen: list, metrics_chosen: list, all_metrics: list) -> None:
                 col.plotly_chart(charts.as_figure(fig), width="stretch", key=f"curve_chart_{metric}",
                                  config={"displaylogo": False})
         if panels:
-            st.caption(f"{sum(len(p[1]) for p in panels):,} points drawn in {len(panels)} panel(s) (downsampled "
+            st.caption(f"{fmt.integer(sum(len(p[1]) for p in panels))} points drawn in {len(panels)} panel(s) (downsampled "
                        "in the database: per x-bucket the last point, with min and max; each run's final point "
                        "kept)" + ("; the raw curve is drawn faintly under its EMA." if smoothing > 0 else "."))
 

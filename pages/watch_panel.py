@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import pandas as pd
 import streamlit as st
 
+from core import format as fmt
 from pages.common import literal, user_errors
 from services import watch as watch_service
 from services.runs import Store
@@ -52,12 +53,7 @@ def current_watcher(store: Store) -> Optional[watch_service.Watcher]:
 
 
 def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{fmt.duration(max(0.0, seconds))} ago"
 
 
 def live_caption(store: Store) -> None:
@@ -82,9 +78,9 @@ def watch_panel(store: Store) -> None:
         if watcher is None:
             st.warning("The watcher is not running (see the message above).")
         else:
-            st.caption(f"Scanned every {watcher.interval:g} s; unchanged files are only stat'ed. Files handed over by "
+            st.caption(f"Scanned every {fmt.duration(watcher.interval)}; unchanged files are only stat'ed. Files handed over by "
                        f"`cli.py ingest` while this dashboard holds the store arrive through {literal(watcher.inbox)}."
-                       if watcher.inbox else f"Scanned every {watcher.interval:g} s.")
+                       if watcher.inbox else f"Scanned every {fmt.duration(watcher.interval)}.")
             if watcher.last_error:
                 st.error(literal(watcher.last_error))
             for folder, reason in watcher.folder_errors.items():

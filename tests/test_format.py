@@ -56,8 +56,16 @@ def test_interval_and_pm():
     assert fmt.pm(0.3392, None) == "0.3392"
 
 
+def test_signed_and_duration():
+    assert fmt.signed(0.01234, "loss") == "+0.0123" and fmt.signed(-0.0045, "loss") == "-0.0045"
+    assert fmt.signed(0.95123) == "+0.9512" and fmt.signed(0, "loss") == "+0.0000"
+    assert fmt.signed(2.5e9, "count") == "+2.50B" and fmt.signed(None, "loss") == "—"
+    assert [fmt.duration(s) for s in (1.5, 9.96, 45.4, 119.6, 150, 7196, 7200, 36_000)] == \
+        ["1.5 s", "10 s", "45 s", "2.0 min", "2.5 min", "119.9 min", "2.0 h", "10.0 h"]
+
+
 @pytest.mark.parametrize("f", [fmt.count, fmt.flops, fmt.loss, fmt.number, fmt.ratio, fmt.percent,
-                               fmt.integer])
+                               fmt.integer, fmt.duration, fmt.signed])
 def test_missing_is_an_em_dash(f):
     assert f(None) == "—"
     assert f(float("nan")) == "—"
