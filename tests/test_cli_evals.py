@@ -8,12 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 import cli
 from db.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db_url(any_db_url):
+    """The tests that import into or read the store run on both engines (tests/conftest.py)."""
+    return any_db_url
 
 
 def run_cli(*args):

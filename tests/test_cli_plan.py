@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FITTED = ChinchillaParams(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
 
 
+@pytest.fixture
+def db_url(any_db_url):
+    """The tests that plan from a stored fit run on both engines (tests/conftest.py)."""
+    return any_db_url
+
+
 def cli(*args: str, db_url: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "cli.py", "plan", *args] + (["--db", db_url] if db_url else [])
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,6 +1,7 @@
 """`python cli.py probe sweep|throughput`: a tiny CPU sweep lands runs with exact N, D = C/(6N) and
 C = 6ND (and prints them with --json); a throughput probe stores a probes row with sane numbers; bad
-configurations exit 2 with one line on stderr and store nothing."""
+configurations exit 2 with one line on stderr and store nothing. The sweep and the throughput probe run on
+both engines (``any_db_url``); bad configurations are refused before the store, on DuckDB."""
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def counts(db_url: str) -> dict:
         store.close()
 
 
-def test_tiny_sweep_lands_runs_with_exact_n_d_and_flops(db_url, capfd):
-    rc = main(["probe", "sweep", "--budgets", "1.5e9", "3e9", "--sizes", "1.4e5,3.2e5", *TINY, "--db", db_url, "--json"])
+def test_tiny_sweep_lands_runs_with_exact_n_d_and_flops(any_db_url, capfd):
+    rc = main(["probe", "sweep", "--budgets", "1.5e9", "3e9", "--sizes", "1.4e5,3.2e5", *TINY, "--db", any_db_url,
+               "--json"])
     out, err = capfd.readouterr()
     assert rc == 0, err
     payload = json.loads(out)
@@ -43,7 +45,7 @@ def test_tiny_sweep_lands_runs_with_exact_n_d_and_flops(db_url, capfd):
     assert payload["device"]["kind"] == "cpu" and payload["tag"] == f"sweep={payload['sweep']}"
     runs = payload["runs"]
     assert len(runs) == 4 and {r["budget_flops"] for r in runs} == {1.5e9, 3e9}
-    store = Store(db_url)
+    store = Store(any_db_url)
     stored = store.runs().set_index("name")
     for r in runs:
         shape = shape_for_params(min((1.4e5, 3.2e5), key=lambda n: abs(n - r["n_active_params"])), "dense", 4096, 32)
@@ -61,16 +63,16 @@ def test_tiny_sweep_lands_runs_with_exact_n_d_and_flops(db_url, capfd):
     store.close()
 
     # the same sweep again: refused before any training, one line, nothing added
-    rc = main(["probe", "sweep", "--budgets", "1.5e9", "3e9", "--sizes", "1.4e5,3.2e5", *TINY, "--db", db_url])
+    rc = main(["probe", "sweep", "--budgets", "1.5e9", "3e9", "--sizes", "1.4e5,3.2e5", *TINY, "--db", any_db_url])
     out, err = capfd.readouterr()
     assert rc == 2 and "already exists" in err and "[#" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
-    assert counts(db_url)["runs"] == 4
+    assert counts(any_db_url)["runs"] == 4
 
 
-def test_throughput_probe_stores_a_row_with_sane_numbers(db_url, capfd):
+def test_throughput_probe_stores_a_row_with_sane_numbers(any_db_url, capfd):
     rc = main(["probe", "throughput", "--params", "2e5", "--batch", "2", "--seq-len", "32", "--iters", "2",
-               "--warmup", "1", "--device", "cpu", "--threads", "1", "--db", db_url, "--json"])
+               "--warmup", "1", "--device", "cpu", "--threads", "1", "--db", any_db_url, "--json"])
     out, err = capfd.readouterr()
     assert rc == 0, err
     payload = json.loads(out)
@@ -85,7 +87,7 @@ def test_throughput_probe_stores_a_row_with_sane_numbers(db_url, capfd):
     assert fwd["tokens_per_s"] > both["tokens_per_s"]
     assert payload["world_size"] == 1 and payload["parallel"] == "single" and payload["global_batch"] == 2
     assert payload["tokens_per_s"] == both["tokens_per_s"]  # the headline: the training (fwd+bwd) rate
-    store = Store(db_url)
+    store = Store(any_db_url)
     rows = list_probes(store).set_index("id")
     store.close()
     assert sorted(rows.index) == sorted([fwd["probe_id"], both["probe_id"]])

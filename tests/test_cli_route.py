@@ -1,7 +1,7 @@
 """CLI `route`: capture the bundled checkpoint on small text files as a user runs it (one real
 subprocess), then --list, --show, --trace and bad inputs through cli.main in this process (exit 2,
 one line on stderr, nothing stored): every CLI start imports torch and transformers, seconds on a
-busy machine, so only the main path pays for one."""
+busy machine, so only the main path pays for one. The main path runs on both engines (``any_db_url``)."""
 from __future__ import annotations
 
 import json
@@ -50,10 +50,10 @@ def text_files(tmp_path):
     return [str(code), str(prose)]
 
 
-def test_route_the_bundled_checkpoint_then_list_show_and_import_its_trace(db_url, text_files, tmp_path, capsys):
+def test_route_the_bundled_checkpoint_then_list_show_and_import_its_trace(any_db_url, text_files, tmp_path, capsys):
     checkpoint = bundled_checkpoints()[-1]
     proc = run_cli("route", "--model", str(checkpoint), "--text", *text_files, "--domain", "python",
-                   "--domain", "prose", "--max-tokens", "400", "--db", db_url, "--json")
+                   "--domain", "prose", "--max-tokens", "400", "--db", any_db_url, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["capture_id"] == 1 and out["n_tokens"] == 400 and out["family"] == "qwen3_moe"
@@ -67,10 +67,10 @@ def test_route_the_bundled_checkpoint_then_list_show_and_import_its_trace(db_url
         assert layer["max_vio"] == pytest.approx(max(layer["load"]) / 100 - 1)
         assert 0 < layer["entropy"] <= 1
         assert 0.125 < layer["vocab_specialization"] <= 1  # the repeated words are seen ≥ 10 times
-    assert stored(db_url) == (1, 400 * 4 * 2)
+    assert stored(any_db_url) == (1, 400 * 4 * 2)
 
     # the stored rows give the printed numbers; domains come from --domain, in file order
-    store = Store(db_url)
+    store = Store(any_db_url)
     try:
         frame = routing.load_assignments(store, 1)
         arrays = layer_arrays(frame, 3)
@@ -82,17 +82,17 @@ def test_route_the_bundled_checkpoint_then_list_show_and_import_its_trace(db_url
     finally:
         store.close()
 
-    assert cli.main(["route", "--list", "--db", db_url, "--json"]) == 0
+    assert cli.main(["route", "--list", "--db", any_db_url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["captures"]
     assert [(c["id"], c["n_tokens"], c["n_layers"]) for c in listed] == [(1, 400, 4)]
 
     assert cli.main(["route", "--trace", str(tmp_path / "exported_trace.parquet"), "--model-ref", "re-imported",
-                     "--db", db_url, "--json"]) == 0
+                     "--db", any_db_url, "--json"]) == 0
     imported = json.loads(capsys.readouterr().out)
     assert imported["capture_id"] == 2 and imported["model_ref"] == "re-imported" and imported["family"] == "external"
     assert imported["layers"] == out["layers"]  # same assignments, same numbers
 
-    assert cli.main(["route", "--show", "1", "--db", db_url]) == 0
+    assert cli.main(["route", "--show", "1", "--db", any_db_url]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0] == "capture #1" and "400 tokens, 8 experts, top-2" in text
     assert len(text.splitlines()) == 3 + 4  # header lines + one per layer

@@ -148,6 +148,7 @@ def test_fit_csv_overflow_is_one_line_without_numpy_warnings(db_url, tmp_path):
     assert "overflow to infinity" in err and "Warning" not in proc.stderr
 
 
+# DuckDB only: what it checks is the DuckDB file's per-process lock, which PostgreSQL has no counterpart of.
 def test_a_command_closes_its_store_before_it_ends(tmp_path, long_csv):
     """cli.main closes what the command opened: another process can take the DuckDB file's lock at once
     (a store left to the interpreter's exit once aborted a torchrun rank in its C++ destructors)."""
