@@ -26,6 +26,7 @@ import numpy as np
 from core import fine_grained_moe as fgmoe
 from core.budgets import FLOPS_MAX, FLOPS_MIN, _pow10, check_flops  # noqa: F401  (re-exported)
 from core.errors import PlanError
+from core import format as fmt
 from core.format import CONFIDENCE
 from core.laws import (
     FLOPS_PER_PARAM_TOKEN,
@@ -393,3 +394,36 @@ def compare_moe_laws(flops, p: fgmoe.FineGrainedMoEParams = fgmoe.KRAJEWSKI_2024
         "wang_2024": "Wang et al. 2024: dense and MoE follow the same power-law form with similar exponents and "
                      "the MoE reaches lower loss at equal compute; constants not reproduced (qualitative only).",
     }
+
+
+# The comparison as a table, the same on the Planner page and in `cli.py plan --compare-moe`: one row
+# per view; each column's core.format kind (None: text). Allocations only: the papers fit different
+# data (C4 vs MassiveText), so their losses are not comparable across rows.
+MOE_COMPARISON_COLUMNS = {"view": None, "active N*": "count", "tokens D*": "count",
+                          "tokens per active param (D/N)": "ratio", "granularity G": "number",
+                          "experts per layer": "integer", "top-k": "integer"}
+
+
+def moe_comparison_rows(out: Mapping) -> list[dict]:
+    """The rows of ``compare_moe_laws``' result, numbers unformatted (None where a view has no such
+    quantity). Clark et al.'s experts are whole FFNs (G = 1 in Krajewski et al.'s terms), top-1."""
+    best, g1, clark, dense = (out[k] for k in ("krajewski_best", "krajewski_g1", "clark_routed", "dense_chinchilla"))
+
+    def row(view, n, d, g, experts, top_k):
+        return dict(zip(MOE_COMPARISON_COLUMNS, (view, n, d, d / n, g, experts, top_k)))
+
+    return [
+        row("Krajewski et al. 2024, best G", best["n_active_params"], best["tokens"], best["granularity"],
+            best["n_experts"], best["top_k"]),
+        row("Krajewski et al. 2024, G = 1", g1["n_active_params"], g1["tokens"], g1["granularity"], g1["n_experts"],
+            g1["top_k"]),
+        row("Clark et al. 2022 routed, on Hoffmann et al. 2022", clark["n_active_params"], clark["tokens"], 1.0,
+            clark["n_experts"], 1.0),
+        row("dense, Hoffmann et al. 2022", dense["n_params"], dense["tokens"], None, None, None),
+    ]
+
+
+def moe_comparison_table(out: Mapping) -> list[dict]:
+    """``moe_comparison_rows`` with every number written by core.format (an em dash where missing)."""
+    return [{col: value if kind is None else fmt.value(value, kind) for (col, kind), value
+             in zip(MOE_COMPARISON_COLUMNS.items(), row.values())} for row in moe_comparison_rows(out)]
