@@ -5,10 +5,12 @@
                        [--experts E [--routed-preset clark_sbase | --routed-fit ID]] [--json]
     python cli.py plan --accelerator H100 --count 1024 --days 30 --mfu 0.4 [--dtype bf16] [--price 2.5]
     python cli.py plan --flops 1e22 --granularity 8|auto [--expansion 64] [--top-k K] [--fgmoe-fit ID] [--json]
+    python cli.py plan --flops 1e22 --compare-moe [--expansion 64] [--fgmoe-fit ID] [--json]
     python cli.py plan --dcpt --n-params 1e9 --train-tokens 2e10 [--general-loss-max 2.5]
                        [--domain-fit ID --general-fit ID] [--json]
     python cli.py plan --inference-budget 1e15 [--strategy majority|best_of_n] [--tokens-per-sample 512]
-                       [--sizes 1e9 7e9 34e9] [--accuracy-law A B SPREAD] [--json]
+                       [--sizes 1e9 7e9 34e9] [--accuracy-law A B SPREAD | --sample-law-from-evals BENCHMARK
+                       [--sample-spread S]] [--json]
 
 Prints N* (n_params), D* (tokens), tokens_per_param, loss and flops, with bootstrap interval bounds
 when the fit stored them. Every number comes from core/planner.py, core/inference_aware.py and
@@ -22,10 +24,12 @@ import math
 
 from commands.common import add_common, emit, open_store
 from core.accelerators import accelerators, budget_from_accelerators
+from core import format as fmt
 from core.errors import PlanError
 from core.inference_aware import inference_optimum, inference_optimum_for_model
+from core.inference_compute import SampleAccuracyLaw
 from core.laws import RoutedParams
-from core.planner import moe_optimum, params_from_fit
+from core.planner import MOE_COMPARISON_COLUMNS, compare_moe_laws, moe_comparison_table, moe_optimum, params_from_fit
 from core.registry import law_of
 from core.presets import list_presets
 from core.law_choice import (
@@ -68,6 +72,9 @@ def register(sub) -> None:
     fg.add_argument("--expansion", default="64", help="expansion rate E: total expert params / one FFN (default 64)")
     fg.add_argument("--top-k", help="experts per token (default G: active = one FFN, as the paper)")
     fg.add_argument("--fgmoe-fit", help="id of a stored fine_grained_moe fit (default: the published constants)")
+    fg.add_argument("--compare-moe", action="store_true", help="the budget through Krajewski et al. 2024 (best G and "
+                    "G = 1), Clark et al. 2022's routed law (E = --expansion experts) and the dense Hoffmann et al. "
+                    "2022 optimum: allocations side by side")
     dc = p.add_argument_group("domain mixture (D-CPT law, Que et al. 2024; core/dcpt.py): --dcpt needs no --flops")
     dc.add_argument("--dcpt", action="store_true", help="optimal domain ratio r_d at --n-params and --train-tokens")
     dc.add_argument("--n-params", help="model size N for --dcpt, e.g. 1e9")
@@ -82,6 +89,11 @@ def register(sub) -> None:
     inf.add_argument("--sizes", nargs="+", help="candidate model sizes (default: 70M … 70B)")
     inf.add_argument("--accuracy-law", nargs=3, metavar=("A", "B", "SPREAD"),
                      help="per-sample accuracy law σ(A + B·ln(N/1e9) − δ), δ ~ N(0, SPREAD) (default -3.7 0.47 2.5: Llemma on MATH)")
+    inf.add_argument("--sample-law-from-evals", metavar="BENCHMARK",
+                     help="fit A, B of that law to a stored benchmark, e.g. lambada_openai/acc (each model's last "
+                          "evaluated checkpoint with a parameter count; an unknown name lists stored ones)")
+    inf.add_argument("--sample-spread", metavar="S", help="difficulty spread held in that fit "
+                     f"(default {SampleAccuracyLaw().spread:g}, the declared law's)")
     p.set_defaults(handler=run_plan)
 
 
@@ -183,8 +195,20 @@ def _inference_plan(args) -> int:
     """plan --inference-budget: model size vs samples at a per-problem budget (Wu et al. 2024)."""
     from core import inference_compute as ic
 
-    law = ic.SampleAccuracyLaw() if args.accuracy_law is None else ic.SampleAccuracyLaw(
-        *(_number("--accuracy-law", v) for v in args.accuracy_law))
+    fitted = None
+    if args.sample_law_from_evals is not None:
+        if args.accuracy_law is not None:
+            raise PlanError("Give one accuracy law: --accuracy-law A B SPREAD, or --sample-law-from-evals BENCHMARK.")
+        from services.inference import DEFAULT_SPREAD, fit_sample_law_from_evals  # only this needs the database
+
+        spread = DEFAULT_SPREAD if args.sample_spread is None else _number("--sample-spread", args.sample_spread)
+        fitted = fit_sample_law_from_evals(open_store(args), args.sample_law_from_evals, spread)
+        law = fitted.law
+    elif args.sample_spread is not None:
+        raise PlanError("--sample-spread is the spread held in --sample-law-from-evals BENCHMARK; give both.")
+    else:
+        law = ic.SampleAccuracyLaw() if args.accuracy_law is None else ic.SampleAccuracyLaw(
+            *(_number("--accuracy-law", v) for v in args.accuracy_law))
     sizes = ic.DEFAULT_SIZES if not args.sizes else [_number("--sizes", v) for v in args.sizes]
     result = ic.plan_inference(_number("--inference-budget", args.inference_budget), law, strategy=args.strategy,
                                tokens_per_sample=_number("--tokens-per-sample", args.tokens_per_sample), sizes=sizes)
@@ -194,10 +218,53 @@ def _inference_plan(args) -> int:
     if len(result.tied_sizes) > 1:
         lines.append(f"  ({len(result.tied_sizes)} sizes tie; chose {result.tie_rule})")
     lines += [f"  {_fmt(c.n_params):>8} × {c.samples:<8} {c.accuracy:.4f}" for c in result.table]
-    emit(args, {"inference_compute": result.to_dict(),
-                "citation": "Wu et al. 2024, Inference Scaling Laws; coverage Brown et al. 2024 eq. (1); "
-                            "majority vote by the binomial formula (core/inference_compute.py)"}, "\n".join(lines))
+    payload = {"inference_compute": result.to_dict(),
+               "citation": "Wu et al. 2024, Inference Scaling Laws; coverage Brown et al. 2024 eq. (1); "
+                           "majority vote by the binomial formula (core/inference_compute.py)"}
+    if fitted is not None:
+        payload["sample_law_fit"] = fitted.to_dict()
+        lines.insert(1, f"  accuracy law fitted to {fitted.benchmark} ({len(fitted.runs)} models, {fitted.n_sizes} sizes "
+                        f"{fmt.count(min(fitted.n_params))}–{fmt.count(max(fitted.n_params))}, last checkpoints): "
+                        f"a = {fmt.number(law.a)}, b = {fmt.number(law.b)}, s = {fmt.number(law.spread)} (held), "
+                        f"RMSE {fmt.number(fitted.rmse, 3)}")
+    emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _compare_moe(args) -> int:
+    """plan --compare-moe: one budget through three MoE views and the dense optimum (core.planner.compare_moe_laws)."""
+    from core.planner import check_flops
+
+    for flag, given in (("--preset", args.preset), ("--fit", args.fit), ("--experts", args.experts),
+                        ("--granularity", args.granularity), ("--top-k", args.top_k),
+                        ("--inference-tokens", args.inference_tokens), ("--unique-tokens", args.unique_tokens)):
+        if given is not None:
+            raise PlanError(f"--compare-moe puts each paper's own law side by side (dense: Hoffmann et al. 2022); "
+                            f"drop {flag}, or plan it without --compare-moe.")
+    flops, _ = _budget(args)
+    stores: list = []
+    p = _fgmoe_params(args, stores)
+    out = compare_moe_laws(check_flops(flops), p, _number("--expansion", args.expansion))
+    table = moe_comparison_table(out)
+    widths = {c: max(len(c), *(len(r[c]) for r in table)) for c in MOE_COMPARISON_COLUMNS}
+    lines = [f"MoE views at {fmt.flops(out['flops'])} FLOPs (Krajewski et al. 2024: "
+             + ("published constants" if args.fgmoe_fit is None else f"fit #{args.fgmoe_fit}") + "):",
+             "  " + "  ".join(c.ljust(widths[c]) for c in MOE_COMPARISON_COLUMNS).rstrip()]
+    lines += ["  " + "  ".join(r[c].ljust(widths[c]) for c in MOE_COMPARISON_COLUMNS).rstrip() for r in table]
+    lines += ["The papers fit different data (C4 vs MassiveText): compare allocations, not losses."]
+    lines += [f"note: {n}" for n in (*out["krajewski_best"]["notes"], out["wang_2024"])]
+    emit(args, {"compare_moe": out, "table": table}, "\n".join(lines))
+    return 0
+
+
+def _fgmoe_params(args, stores: list):
+    """The fine-grained MoE law: the published constants, or stored fit --fgmoe-fit."""
+    from core import fine_grained_moe as fgm
+
+    if args.fgmoe_fit is None:
+        return fgm.KRAJEWSKI_2024
+    params = _stored_params(args, stores, args.fgmoe_fit, ("fine_grained_moe",))
+    return fgm.FineGrainedMoEParams(**{k: float(v) for k, v in params.items() if k in fgm.FGMOE_PARAMS})
 
 
 def _fine_grained(args, flops, stores: list) -> tuple:
@@ -205,9 +272,7 @@ def _fine_grained(args, flops, stores: list) -> tuple:
     from core import fine_grained_moe as fgm
     from core.planner import check_flops
 
-    p = fgm.KRAJEWSKI_2024 if args.fgmoe_fit is None else fgm.FineGrainedMoEParams(
-        **{k: float(v) for k, v in _stored_params(args, stores, args.fgmoe_fit, ("fine_grained_moe",)).items()
-           if k in fgm.FGMOE_PARAMS})
+    p = _fgmoe_params(args, stores)
     expansion = _number("--expansion", args.expansion)
     top_k = None if args.top_k is None else _number("--top-k", args.top_k)
     c = check_flops(flops)
@@ -233,6 +298,10 @@ def run_plan(args) -> int:
         return _dcpt_plan(args)
     if args.inference_budget is not None:
         return _inference_plan(args)
+    if args.sample_law_from_evals is not None or args.sample_spread is not None:
+        raise PlanError("--sample-law-from-evals plans inference compute: give --inference-budget too, e.g. 1e15.")
+    if args.compare_moe:
+        return _compare_moe(args)
     flops, cluster_budget = _budget(args)
     stores: list = []
     try:

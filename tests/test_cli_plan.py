@@ -154,6 +154,39 @@ def test_bad_input_exits_2_with_one_line(capsys, args, words):
     assert_one_line_error(in_process(capsys, *args), words)
 
 
+def test_compare_moe_prints_the_pages_table(capsys):
+    """plan --compare-moe: core.planner.compare_moe_laws as JSON (a real process), and the Planner page's
+    table (core.planner.moe_comparison_table) as text, at 1e22 FLOPs: Krajewski et al.'s best G = 32 has
+    9.07B active parameters on 166B tokens, Clark et al.'s 64 experts 2.21B on 753B, the dense law 5.16B on 323B."""
+    from core.planner import compare_moe_laws, moe_comparison_table
+
+    out = cli_json("--flops", "1e22", "--compare-moe")
+    want = compare_moe_laws(1e22)
+    for view in ("krajewski_best", "krajewski_g1", "clark_routed", "dense_chinchilla"):
+        for key in ("tokens", "tokens_per_param", "loss"):
+            assert out["compare_moe"][view][key] == pytest.approx(want[view][key], rel=1e-12), (view, key)
+    assert out["compare_moe"]["krajewski_best"]["granularity"] == 32
+    assert out["compare_moe"]["krajewski_best"]["n_active_params"] == pytest.approx(9.07e9, rel=2e-3)
+    assert out["table"] == moe_comparison_table(want) and "Wang et al. 2024" in out["compare_moe"]["wang_2024"]
+    done = in_process(capsys, "--flops", "1e22", "--compare-moe")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "MoE views at 1.00e22 FLOPs (Krajewski et al. 2024: published constants):"
+    assert lines[2].split() == ["Krajewski", "et", "al.", "2024,", "best", "G", "9.07B", "166B", "18.3", "32", "2,048",
+                                "32"]
+    assert lines[4].split()[-6:] == ["2.21B", "753B", "340.4", "1", "64", "1"]
+    assert lines[5].split()[-6:] == ["5.16B", "323B", "62.6", "—", "—", "—"]
+    assert "compare allocations, not losses" in done.stdout and "note: Wang et al. 2024" in done.stdout
+    # another expansion rate E: Clark et al.'s expert count follows it, and the fit's E = 64 is flagged
+    done = in_process(capsys, "--flops", "1e22", "--compare-moe", "--expansion", "16", "--json")
+    got = json.loads(done.stdout)["compare_moe"]
+    assert got["clark_routed"]["n_experts"] == 16 and got["krajewski_g1"]["n_experts"] == 16
+    assert got["krajewski_best"]["notes"] == ["E = 16: the published constants were fitted at E = 64."]
+    assert_one_line_error(in_process(capsys, "--flops", "1e22", "--compare-moe", "--preset", "epoch"), "drop --preset")
+    assert_one_line_error(in_process(capsys, "--flops", "1e40", "--compare-moe"), "outside the plannable range")
+    assert_one_line_error(in_process(capsys, "--compare-moe"), "No budget")
+
+
 def test_fit_for_planner_reads_samples_wherever_the_fit_keeps_them():
     from core.law_choice import fit_for_planner
 
