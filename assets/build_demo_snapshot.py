@@ -4,7 +4,7 @@
 
 Runs the seeding code of services/seed.py (:func:`services.seed.build_demo`: the probe demo sweep and
 its fit, the Chinchilla example runs fitted with Besiroglu et al. 2024's settings, the example eval
-tables, the bundled MoE's routing captures) into a temporary DuckDB file, then writes that store as a
+tables, the D-CPT mixture sweep and its two fits, the bundled MoE's routing captures) into a temporary DuckDB file, then writes that store as a
 backup folder (services/backup.py: one Parquet file per table and a manifest with checksums). A backup
 restored into an empty store IS the demo, so first start loads it through the backup's fast restore
 path instead of computing it. Re-run after changing the seeding code, the bundled data or the schema

@@ -12,9 +12,7 @@ of both corpora's losses (core/dcpt.py) for assets/demo/README.md.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,9 +47,7 @@ def main(argv=None) -> int:
     train, heldout = corpus.bundled_blocks(cfg.seq_len)
     runs = mixture.run_mixture(cfg, train, heldout, progress=_progress(), corpus_info={"corpus": "bundled"})
     out = Path(args.out)
-    with tempfile.TemporaryDirectory() as tmp:  # write_tables' names, renamed to mixture_*.csv
-        for path in sweep.write_tables(runs, tmp):
-            shutil.copy(path, out / path.name.replace("sweep_", "mixture_"))
+    sweep.write_tables(runs, out, prefix="mixture")  # mixture_runs.csv, mixture_metrics.csv, mixture_evals.csv
     print(f"{len(runs)} runs in {time.time() - t0:.0f} s; training {sum(r.config['wall_time_s'] for r in runs):.0f} s")
     for r in runs:
         print(f"{r.name}: domain {r.config['final_domain_loss']:.4f} general {r.config['final_general_loss']:.4f}")

@@ -10,3 +10,6 @@ PYTHIA_TAG = "pythia (EleutherAI)"
 EXAMPLE_FIT_NAME = "Chinchilla runs (Hoffmann et al. 2022, via Epoch AI), Besiroglu et al. 2024 settings"
 DEMO_FIT_NAME = "demo sweep (bundled, trained by ScaleScope)"
 DEMO_SWEEP_ID = "demo"
+MIXTURE_SWEEP_ID = "demo-mixture"  # the D-CPT mixture sweep (assets/demo/mixture_*.csv); its tag is sweep=demo-mixture
+DCPT_FIT_NAMES = {"dcpt_domain": "demo mixture sweep: domain loss (bundled, trained by ScaleScope)",
+                  "dcpt_general": "demo mixture sweep: general loss (bundled, trained by ScaleScope)"}

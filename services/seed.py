@@ -11,6 +11,8 @@ restore path (well under a second) instead of fitting and capturing for a minute
   Epoch AI extracted them, fitted with Besiroglu et al. 2024's settings (the Fits page opens on it, the
   Planner's default law takes its bootstrap bands); the observational-scaling base-model table (Ruan et
   al. 2024; the Evals page opens on its PCA) and the Pythia zero-shot evals;
+- "sweep=demo-mixture": the D-CPT mixture sweep ScaleScope's probes trained (assets/demo/mixture_*.csv)
+  and Que et al. 2024's domain- and general-loss laws fitted to it (the Planner's D-CPT panel);
 - the routing captures of the bundled tiny MoE (services/routing_seed.py).
 
 Without the snapshot (a checkout that has not built it) :func:`build_demo` computes the same at first
@@ -35,8 +37,8 @@ from db.evals import insert_evals
 from db.probes import insert_probe
 from db.store import Store, validate_parsed
 from services.demo_names import (  # noqa: F401  (re-exported: seed.PROBE_DEMO_TAG, …)
-    CHINCHILLA_TAG, DEMO_FIT_NAME, DEMO_SWEEP_ID, EXAMPLE_FIT_NAME, EXAMPLE_TAG, OBSSCALING_TAG, PROBE_DEMO_TAG,
-    PYTHIA_TAG)
+    CHINCHILLA_TAG, DCPT_FIT_NAMES, DEMO_FIT_NAME, DEMO_SWEEP_ID, EXAMPLE_FIT_NAME, EXAMPLE_TAG, MIXTURE_SWEEP_ID,
+    OBSSCALING_TAG, PROBE_DEMO_TAG, PYTHIA_TAG)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 REFERENCE = ASSETS / "reference"
@@ -120,6 +122,31 @@ def seed_demo_fit(store: Store) -> int:
     return fit_id
 
 
+def seed_mixture_demo(store: Store) -> list[int]:
+    """The D-CPT mixture sweep ScaleScope's probes trained (assets/demo/mixture_*.csv, made by
+    assets/run_demo_mixture.py: 2 sizes × 2 token counts × 5 domain ratios), stored as a sweep with its
+    per-domain held-out losses; then Que et al. 2024's two laws fitted to its final domain and general
+    losses (Huber in log space, 200 bootstrap resamples), so the Planner's D-CPT panel offers laws
+    fitted on data ScaleScope measured. Returns the two fit ids (none when the files are absent)."""
+    if not all((DEMO_DIR / name).is_file() for name in ("mixture_runs.csv", "mixture_metrics.csv", "mixture_evals.csv")):
+        return []
+    from core.probes.sweep import read_tables  # torch: only a first start that computes the demo pays for it
+    from services.fits import FitOptions, Target, fit_and_save, load_fit_data
+    from services.probes import store_sweep
+
+    runs = read_tables(DEMO_DIR, prefix="mixture")
+    store_sweep(store, runs, sweep_id=MIXTURE_SWEEP_ID,
+                extra={"sweep_kind": "mixture", "bundled": "assets/demo (assets/run_demo_mixture.py)"})
+    names = [r.name for r in runs]
+    fit_ids = []
+    for law, metric in (("dcpt_domain", "domain_loss"), ("dcpt_general", "general_loss")):
+        data = load_fit_data(store, names, Target(metric=metric), "active")
+        fit_id, _ = fit_and_save(store, data, FitOptions(law=law, method="huber_log", n_bootstrap=200, seed=0),
+                                 name=DCPT_FIT_NAMES[law])
+        fit_ids.append(fit_id)
+    return fit_ids
+
+
 def chinchilla_runs() -> list[ParsedRun]:
     """Hoffmann et al. 2022's training runs as Epoch AI extracted them (assets/reference/): one run per
     point, with N, D = C/(6N), C and a final "loss" summary point (the run-summary importer reads it)."""
@@ -165,8 +192,9 @@ def build_demo(store: Store, routing: bool = True, n_bootstrap: int = 1000, prog
         seed_demo_fit(store)
     say(1, 5, "Chinchilla example runs and fit (4,500 starts, bootstrap)")
     seed_chinchilla_example(store, n_bootstrap=n_bootstrap)
-    say(2, 5, "example eval tables")
+    say(2, 5, "example eval tables and the D-CPT mixture sweep with its fits")
     seed_example_evals(store)
+    seed_mixture_demo(store)
     if routing:
         say(3, 5, "routing captures of the bundled MoE")
         from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded
@@ -222,7 +250,8 @@ def seed_if_empty(store: Store, routing: bool = False, progress: Progress = None
     steps = ([("fitting the demo sweep", seed_demo_fit),
               ("fitting the Chinchilla example (Besiroglu et al. 2024 settings)",
                lambda s: seed_chinchilla_example(s, n_bootstrap=200)),
-              ("importing the example eval tables", seed_example_evals)] if use_probe else [])
+              ("importing the example eval tables", seed_example_evals),
+              ("storing the D-CPT mixture sweep and fitting its laws", seed_mixture_demo)] if use_probe else [])
     if routing:
         steps.append(("capturing the bundled MoE's routing", _seed_routing))
     if background and use_probe:  # (the synthetic demo's tests expect its captures at once: not in the background)

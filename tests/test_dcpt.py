@@ -75,13 +75,8 @@ def demo_store(db_url):
     from core.probes.sweep import read_tables
     from db.store import Store
     from services.probes import store_sweep
-    import shutil
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for part in ("runs", "metrics", "evals"):
-            shutil.copy(DEMO / f"mixture_{part}.csv", Path(tmp) / f"sweep_{part}.csv")
-        runs = read_tables(tmp)
+    runs = read_tables(DEMO, prefix="mixture")
     store = Store(db_url)
     store_sweep(store, runs, sweep_id="demo-mixture")
     yield store, runs

@@ -79,10 +79,33 @@ def test_snapshot_lists_the_demo_sweep_and_routing_captures(demo_store):
     from services.routing import list_captures
 
     seed.seed_if_empty(demo_store)
-    sweeps = list_sweeps(demo_store)
-    assert sweeps["tag"].tolist() == [seed.PROBE_DEMO_TAG]
-    assert sweeps["n_runs"].iloc[0] == len(seed.probe_demo()[0])
+    sweeps = list_sweeps(demo_store).set_index("tag")
+    assert sorted(sweeps.index) == sorted([seed.PROBE_DEMO_TAG, f"sweep={seed.MIXTURE_SWEEP_ID}"])
+    assert sweeps.loc[seed.PROBE_DEMO_TAG, "n_runs"] == len(seed.probe_demo()[0])
+    assert sweeps.loc[f"sweep={seed.MIXTURE_SWEEP_ID}", "n_runs"] == 20
     assert len(list_captures(demo_store)) >= 2
+
+
+def test_snapshot_holds_the_mixture_sweep_and_its_dcpt_fits(demo_store):
+    """Issue 15: the measured D-CPT mixture sweep is part of the demo, with Que et al. 2024's two laws
+    fitted to it; the fits follow the data (more domain data: lower domain loss, higher general loss)."""
+    from core import dcpt
+    from core.probes.sweep import read_tables
+
+    seed.seed_if_empty(demo_store)
+    runs = read_tables(seed.DEMO_DIR, prefix="mixture")
+    fits = list_fits(demo_store).set_index("name")
+    domain = dcpt.params_from(fits.loc[seed.DCPT_FIT_NAMES["dcpt_domain"], "params"])
+    general = dcpt.params_from(fits.loc[seed.DCPT_FIT_NAMES["dcpt_general"], "params"])
+    assert fits.loc[seed.DCPT_FIT_NAMES["dcpt_domain"], "law"] == "dcpt_domain"
+    assert len(fits.loc[seed.DCPT_FIT_NAMES["dcpt_general"], "diagnostics"]["bootstrap_samples"]) >= 100
+    for r in runs:  # each stored law predicts its run's measured final loss to within 5%
+        n, d, ratio = r.n_active_params, r.tokens, r.config["mixture_ratio"]
+        assert abs(dcpt.domain_loss(n, d, ratio, domain) / r.config["final_domain_loss"] - 1) < 0.05, r.name
+        assert abs(dcpt.general_loss(n, d, ratio, general) / r.config["final_general_loss"] - 1) < 0.05, r.name
+    n, d = 1.45e5, 6e4
+    assert dcpt.domain_loss(n, d, 0.1, domain) > dcpt.domain_loss(n, d, 0.9, domain)
+    assert dcpt.general_loss(n, d, 0.1, general) < dcpt.general_loss(n, d, 0.9, general)
 
 
 def test_unusable_snapshot_falls_back_to_computing(demo_store, tmp_path, monkeypatch):
@@ -97,8 +120,9 @@ def test_unusable_snapshot_falls_back_to_computing(demo_store, tmp_path, monkeyp
     monkeypatch.setattr(seed, "seed_demo_fit", lambda store: calls.append("demo fit"))
     monkeypatch.setattr(seed, "seed_chinchilla_example", lambda store, n_bootstrap: calls.append("chinchilla"))
     monkeypatch.setattr(seed, "seed_example_evals", lambda store: calls.append("evals"))
+    monkeypatch.setattr(seed, "seed_mixture_demo", lambda store: calls.append("mixture"))
     n = seed.seed_if_empty(demo_store)
-    assert n == len(seed.probe_demo()[0]) and calls == ["demo fit", "chinchilla", "evals"]
+    assert n == len(seed.probe_demo()[0]) and calls == ["demo fit", "chinchilla", "evals", "mixture"]
     assert np.all([t == [seed.PROBE_DEMO_TAG] for t in tags_of(demo_store).values()])
 
 
@@ -120,13 +144,14 @@ def test_without_a_snapshot_the_slow_part_runs_in_the_background(demo_store, tmp
     monkeypatch.setattr(seed, "seed_demo_fit", slow("demo fit"))
     monkeypatch.setattr(seed, "seed_chinchilla_example", slow("chinchilla"))
     monkeypatch.setattr(seed, "seed_example_evals", slow("evals"))
+    monkeypatch.setattr(seed, "seed_mixture_demo", slow("mixture"))
     start = time.perf_counter()
     n = seed.seed_if_empty(demo_store, background=True)
     assert time.perf_counter() - start < 10.0 and n == len(seed.probe_demo()[0])
-    assert seed.demo_status().startswith("Preparing the demo in the background: fitting the demo sweep (1 of 3)")
+    assert seed.demo_status().startswith("Preparing the demo in the background: fitting the demo sweep (1 of 4)")
     gate.set()
     seed.wait_for_demo(30)
-    assert seed.demo_status() is None and calls == ["demo fit", "chinchilla", "evals"]
+    assert seed.demo_status() is None and calls == ["demo fit", "chinchilla", "evals", "mixture"]
 
 
 def test_the_app_shows_the_background_build_in_a_status_line(db_url, tmp_path, monkeypatch):

@@ -402,37 +402,42 @@ def runs_table(runs: Sequence[ProbeRun]) -> pd.DataFrame:
 RUNS_CSV, METRICS_CSV, EVALS_CSV = "sweep_runs.csv", "sweep_metrics.csv", "sweep_evals.csv"
 
 
-def write_tables(runs: Sequence[ProbeRun], folder) -> list:
-    """Write runs as three CSVs in ``folder`` (runs with their config as JSON, long metrics, evals);
-    :func:`read_tables` reads them back. Returns the paths written."""
+def table_names(prefix: str = "sweep") -> tuple[str, str, str]:
+    """The three CSV names of a sweep written with ``prefix`` (assets/demo/ holds "sweep" and "mixture")."""
+    return f"{prefix}_runs.csv", f"{prefix}_metrics.csv", f"{prefix}_evals.csv"
+
+
+def write_tables(runs: Sequence[ProbeRun], folder, prefix: str = "sweep") -> list:
+    """Write runs as three CSVs in ``folder`` (runs with their config as JSON, long metrics, evals),
+    named by :func:`table_names`; :func:`read_tables` reads them back. Returns the paths written."""
     import json
     from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in table_names(prefix)]
     table = runs_table(runs)
     table["config_json"] = [json.dumps(r.config, sort_keys=True) for r in runs]
     table["tags_json"] = [json.dumps(list(r.tags)) for r in runs]
-    table.to_csv(folder / RUNS_CSV, index=False)
+    table.to_csv(paths[0], index=False)
     pd.concat([r.metrics.assign(run=r.name) for r in runs])[
-        ["run", "name", "step", "tokens", "flops", "wall_time", "value"]].to_csv(folder / METRICS_CSV, index=False)
-    pd.concat([r.evals.assign(run=r.name) for r in runs])[["run", *EVAL_COLUMNS]].to_csv(folder / EVALS_CSV,
-                                                                                         index=False)
-    return [folder / RUNS_CSV, folder / METRICS_CSV, folder / EVALS_CSV]
+        ["run", "name", "step", "tokens", "flops", "wall_time", "value"]].to_csv(paths[1], index=False)
+    pd.concat([r.evals.assign(run=r.name) for r in runs])[["run", *EVAL_COLUMNS]].to_csv(paths[2], index=False)
+    return paths
 
 
-def read_tables(folder) -> list:
+def read_tables(folder, prefix: str = "sweep") -> list:
     """ProbeRuns from the CSVs of :func:`write_tables` (e.g. assets/demo/, to seed a store)."""
     import json
     from pathlib import Path
 
     folder = Path(folder)
-    missing = [n for n in (RUNS_CSV, METRICS_CSV, EVALS_CSV) if not (folder / n).is_file()]
+    paths = [folder / name for name in table_names(prefix)]
+    missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise ProbeError(f"{folder} lacks {', '.join(missing)}; regenerate it with `python assets/run_demo_sweep.py`.")
-    table = pd.read_csv(folder / RUNS_CSV)
-    metrics = pd.read_csv(folder / METRICS_CSV)
-    evals = pd.read_csv(folder / EVALS_CSV)
+        raise ProbeError(f"{folder} lacks {', '.join(missing)}; regenerate it with `python assets/run_demo_sweep.py`"
+                         " (or assets/run_demo_mixture.py for the mixture sweep).")
+    table, metrics, evals = (pd.read_csv(p) for p in paths)
     opt_int = lambda v: None if pd.isna(v) else int(v)  # noqa: E731
     runs = []
     for row in table.itertuples(index=False):
