@@ -29,12 +29,14 @@ from core import inference_compute as icomp
 from core.errors import PlanError
 from core.inference_aware import inference_optimum, inference_optimum_for_model
 from core.planner import FLOPS_PER_PARAM_TOKEN, chinchilla_frontier, iso_flop_curve, loss_function, moe_optimum
+from core.planner import compare_moe_laws, moe_comparison_table
 from core.planner import plan as plan_law
 from core.planner import params_from_fit
 from core.registry import law_of
 from core.presets import list_presets
 from core.reference_models import reference_models
 from services.fits import default_fit_id, get_fit, list_fits
+from services.inference import DEFAULT_SPREAD, fit_sample_law_from_evals, sample_law_benchmarks
 from services.probes import list_probes
 from core import format as fmt
 from pages import theme
@@ -639,6 +641,22 @@ def fine_grained_section(flops, fits):
                                         "yaxis": {"title": "loss at the compute optimum"},
                                         "title": {"text": "Best loss at this budget by granularity", "font": {"size": 13}}}},
                             key="planner_fg_chart", width="stretch")
+        moe_comparison(flops, p, float(expansion))
+
+
+def moe_comparison(flops, p, expansion: float) -> None:
+    """This budget through Krajewski et al. (best G, G = 1), Clark et al.'s routed law and the dense
+    optimum: one table of allocations (core.planner.compare_moe_laws; `cli.py plan --compare-moe`)."""
+    out = compare_moe_laws(flops, p, expansion)
+    with st.container(key="planner_moe_compare"):
+        st.markdown(f"**MoE views side by side at {fmt.flops(flops)} FLOPs**")
+        st.dataframe(moe_comparison_table(out), hide_index=True, width="stretch")
+        notes = " ".join(out["krajewski_best"]["notes"])
+        st.caption("The papers fit different data (Krajewski et al. on C4; Clark et al. and Hoffmann et al. on "
+                   "MassiveText), so compare allocations (active N*, D*, D/N), not losses. Krajewski et al. at the "
+                   "best G and at G = 1 (experts the size of the FFN), top-k = G, router FLOPs counted; Clark et al. "
+                   f"2022's routed law with {fmt.count(expansion)} FFN-sized experts (top-1) on Hoffmann et al. 2022's "
+                   "dense law; the dense Chinchilla optimum. " + (notes + " " if notes else "") + out["wang_2024"])
 
 
 def inference_compute_section():
@@ -653,17 +671,14 @@ def inference_compute_section():
     st.session_state.setdefault("planner_ic_tokens", 512.0)
     tokens = c[2].number_input("Generated tokens per sample", min_value=1.0, max_value=1e6, format="%g",
                                key="planner_ic_tokens")
-    default = icomp.SampleAccuracyLaw()
-    with st.expander("Per-sample accuracy law p_i(N) = σ(a + b·ln(N/1e9) − δ_i), δ_i ~ Normal(0, s)"):
-        a_col, b_col, s_col = st.columns(3)
-        a = a_col.number_input("a", value=default.a, step=0.1, key="planner_ic_a")
-        b = b_col.number_input("b", value=default.b, step=0.05, key="planner_ic_b")
-        spread = s_col.number_input("s (difficulty spread)", value=default.spread, min_value=0.0, step=0.1,
-                                    key="planner_ic_spread")
-        st.caption("A declared law (core/inference_compute.py): Wu et al. publish curves, not a closed form.")
+    sources = {"declared": "declared (a, b, s)", "evals": "fitted to stored evals"}
+    source = st.radio("Per-sample accuracy law", list(sources), format_func=sources.get, horizontal=True,
+                      key="planner_ic_law_source")
+    law = declared_sample_law() if source == "declared" else fitted_sample_law()
+    if law is None:
+        return
     with user_errors():
-        result = icomp.plan_inference(budget, icomp.SampleAccuracyLaw(a, b, spread), strategy=strategy,
-                                      tokens_per_sample=tokens)
+        result = icomp.plan_inference(budget, law, strategy=strategy, tokens_per_sample=tokens)
         best, big = result.best, result.largest_single_sample
         cols = st.columns(4)
         metric(cols[0], "planner_ic_n_params", "Best model size", human(best.n_params))
@@ -693,6 +708,48 @@ def inference_compute_section():
                                     "title": {"text": f"Accuracy at {fmt.flops(budget)} FLOPs per problem",
                                               "font": {"size": 13}}}},
                         key="planner_ic_chart", width="stretch")
+
+
+def declared_sample_law():
+    """The per-sample accuracy law typed in (a, b, s; the Llemma-anchored default)."""
+    default = icomp.SampleAccuracyLaw()
+    with st.expander("Per-sample accuracy law p_i(N) = σ(a + b·ln(N/1e9) − δ_i), δ_i ~ Normal(0, s)"):
+        a_col, b_col, s_col = st.columns(3)
+        a = a_col.number_input("a", value=default.a, step=0.1, key="planner_ic_a")
+        b = b_col.number_input("b", value=default.b, step=0.05, key="planner_ic_b")
+        spread = s_col.number_input("s (difficulty spread)", value=default.spread, min_value=0.0, step=0.1,
+                                    key="planner_ic_spread")
+        st.caption("A declared law (core/inference_compute.py): Wu et al. publish curves, not a closed form.")
+    return icomp.SampleAccuracyLaw(a, b, spread)
+
+
+def fitted_sample_law():
+    """a, b of the per-sample accuracy law fitted to one stored benchmark (services/inference.py), the
+    spread held; None (after one st.error line) when no benchmark fits."""
+    benchmarks = cached(sample_law_benchmarks)
+    if not benchmarks:
+        st.error("No stored eval results with model sizes and an accuracy-like metric to fit the law to; import "
+                 "some on the Evals page (lm-evaluation-harness results, or a table with n_params).")
+        return None
+    if st.session_state.get("planner_ic_benchmark", benchmarks[0]) not in benchmarks:  # evals deleted since
+        del st.session_state["planner_ic_benchmark"]
+    c1, c2 = st.columns([3, 1])
+    benchmark = c1.selectbox("Benchmark (each model's last evaluated checkpoint)", benchmarks,
+                             key="planner_ic_benchmark", help="Its score is read as the accuracy of one sample.")
+    st.session_state.setdefault("planner_ic_fit_spread", DEFAULT_SPREAD)
+    spread = c2.number_input("s (difficulty spread, held)", min_value=0.0, step=0.1, key="planner_ic_fit_spread")
+    with user_errors():
+        fitted = cached(fit_sample_law_from_evals, benchmark, spread)
+        law = fitted.law
+        with st.container(key="planner_ic_fit"):
+            st.caption(f"p_i(N) = σ(a + b·ln(N/1e9) − δ_i), δ_i ~ Normal(0, s), fitted to {literal(fitted.benchmark)}: "
+                       f"a = {fmt.number(law.a)}, b = {fmt.number(law.b)}, s = {fmt.number(law.spread)} (held); "
+                       f"{len(fitted.runs)} models, {fitted.n_sizes} sizes from {fmt.count(min(fitted.n_params))} to "
+                       f"{fmt.count(max(fitted.n_params))}; RMSE {fmt.number(fitted.rmse, 3)} in accuracy."
+                       + (f" {len(fitted.runs_without_params)} model(s) without a parameter count left out."
+                          if fitted.runs_without_params else ""))
+        return law
+    return None
 
 
 def dcpt_section(fits) -> None:

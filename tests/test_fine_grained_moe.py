@@ -15,8 +15,9 @@ from cli import main
 from core import fine_grained_moe as fg
 from core.errors import PlanError
 from core.fitting.generic import fit_law
-from core.laws import compute_optimal_nd
-from core.planner import compare_moe_laws, plan
+from core.laws import HOFFMANN_2022, compute_optimal_nd
+from core.planner import compare_moe_laws, moe_comparison_rows, moe_comparison_table, moe_optimum, plan
+from core.presets import get_preset
 from core.registry import LAWS
 
 P = fg.KRAJEWSKI_2024
@@ -116,6 +117,38 @@ def test_comparison_with_clark_and_the_dense_law():
         assert out[key]["n_active_params"] > 0 and out[key]["tokens"] > 0
 
 
+def test_comparison_table_at_1e22_flops():
+    """compare_moe_laws at 1e22 FLOPs, row by row: Krajewski et al.'s best G (32, of 1…64) and G = 1 are the
+    law's own optima (moe_plan; G = 8's 9.26B on 175B is checked above), Clark et al.'s row is
+    moe_optimum with 64 experts on Hoffmann et al.'s law, the dense row Hoffmann et al. 2022 eq. (4)."""
+    out = compare_moe_laws(1e22)
+    rows = {r["view"]: r for r in moe_comparison_rows(out)}
+    best, g1, clark, dense = (rows[v] for v in ("Krajewski et al. 2024, best G", "Krajewski et al. 2024, G = 1",
+                                                  "Clark et al. 2022 routed, on Hoffmann et al. 2022",
+                                                  "dense, Hoffmann et al. 2022"))
+    assert best["granularity G"] == 32 and best["experts per layer"] == 64 * 32 and best["top-k"] == 32
+    assert best["active N*"] == pytest.approx(9.07e9, rel=2e-3) and best["tokens D*"] == pytest.approx(1.657e11, rel=2e-3)
+    assert best["tokens per active param (D/N)"] == pytest.approx(18.28, rel=2e-3)
+    ref = fg.moe_plan(1e22, P, fg.MoEShape(64, 1))
+    assert g1["active N*"] == pytest.approx(ref.n_active_params, rel=1e-12) == pytest.approx(1.215e10, rel=2e-3)
+    assert g1["tokens D*"] == pytest.approx(ref.tokens, rel=1e-12) and g1["experts per layer"] == 64
+    # Hoffmann et al. 2022 eq. (4), written out: N* = G·(C/6)^(β/(α+β)), G = (αA/(βB))^(1/(α+β))
+    h = HOFFMANN_2022
+    n_opt = (h.alpha * h.A / (h.beta * h.B)) ** (1 / (h.alpha + h.beta)) * (1e22 / 6) ** (h.beta / (h.alpha + h.beta))
+    assert dense["active N*"] == pytest.approx(n_opt, rel=1e-9) == pytest.approx(5.16e9, rel=2e-3)
+    assert dense["tokens D*"] == pytest.approx(1e22 / (6 * n_opt), rel=1e-9)
+    assert dense["granularity G"] is None and dense["experts per layer"] is None
+    moe = moe_optimum(1e22, HOFFMANN_2022, get_preset("clark_sbase").params, 64)
+    assert clark["active N*"] == pytest.approx(moe.n_active_params, rel=1e-12) == pytest.approx(2.21e9, rel=3e-3)
+    assert clark["tokens D*"] == pytest.approx(1e22 / (6 * moe.n_active_params), rel=1e-9)
+    assert (clark["granularity G"], clark["experts per layer"], clark["top-k"]) == (1.0, 64, 1.0)
+    # as written on the page and by the CLI (core.format)
+    assert moe_comparison_table(out)[0] == {
+        "view": "Krajewski et al. 2024, best G", "active N*": "9.07B", "tokens D*": "166B",
+        "tokens per active param (D/N)": "18.3", "granularity G": "32", "experts per layer": "2,048", "top-k": "32"}
+    assert moe_comparison_table(out)[3]["granularity G"] == "—"
+
+
 def test_plan_cli_granularity_json_equals_core(capsys):
     rc = main(["plan", "--flops", "1e22", "--granularity", "auto", "--json"])
     out = json.loads(capsys.readouterr().out)
@@ -152,6 +185,10 @@ def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
     assert shown["Active N* (fine-grained)"] == human(best.n_active_params)
     assert shown["Tokens D* (fine-grained)"] == human(best.tokens)
     assert shown["Loss (fine-grained)"] == f"{best.loss:.4f}"
+    # the MoE views side by side: the table is core.planner.moe_comparison_table at this budget
+    table = next(d.value for d in at.dataframe if "view" in d.value.columns)
+    assert table.to_dict("records") == moe_comparison_table(compare_moe_laws(DEFAULT_BUDGET))
+    assert any("compare allocations (active N*, D*, D/N), not losses" in c.value for c in at.caption)
     # a chosen granularity and top-k
     at.selectbox(key="planner_fg_granularity").set_value(4).run()
     at.selectbox(key="planner_fg_top_k").set_value(2).run()

@@ -143,8 +143,6 @@ def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
 
     from streamlit.testing.v1 import AppTest
 
-    from pages.planner import human
-
     monkeypatch.setenv("SCALESCOPE_DB_URL", db_url)
     page = str(Path(__file__).resolve().parents[1] / "pages" / "planner.py")
     at = AppTest.from_file(page, default_timeout=180).run()
@@ -156,8 +154,163 @@ def test_planner_page_panel_shows_the_core_plan(db_url, monkeypatch):
         at.select_slider(key="planner_ic_budget").set_value(budget).run()
         at.radio(key="planner_ic_strategy").set_value(strategy).run()
         assert not at.exception
-        core = ic.plan_inference(budget, ic.SampleAccuracyLaw(), strategy=strategy)
-        shown = {m.label: m.value for m in at.metric}
-        assert shown["Best model size"] == human(core.best.n_params)
-        assert shown["Samples per problem"] == f"{core.best.samples:,}"
-        assert shown["Accuracy"] == f"{core.best.accuracy:.1%}"
+        assert_panel_shows(at, ic.plan_inference(budget, ic.SampleAccuracyLaw(), strategy=strategy))
+    # the synthetic demo stores no evals: the fitted law is one error line, and no plan
+    at.radio(key="planner_ic_law_source").set_value("evals").run()
+    assert_panel_refuses(at, "No stored eval results with model sizes and an accuracy-like metric to fit the law to; "
+                             "import some on the Evals page (lm-evaluation-harness results, or a table with n_params).")
+
+
+def assert_panel_shows(at, plan: ic.InferenceComputePlan) -> None:
+    """The inference-compute panel's metrics are ``plan``'s (AppTest)."""
+    from core import format as fmt
+
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Best model size"] == fmt.count(plan.best.n_params)
+    assert shown["Samples per problem"] == f"{plan.best.samples:,}"
+    assert shown["Accuracy"] == f"{plan.best.accuracy:.1%}"
+
+
+def assert_panel_refuses(at, message: str) -> None:
+    """The panel shows one st.error line, ``message``, and no plan (AppTest)."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [message]
+    assert "Best model size" not in {m.label for m in at.metric}
+
+
+# ------------------------------------------------------------------ the law fitted to stored evals
+TRUTH = ic.SampleAccuracyLaw(a=-0.7, b=0.45, spread=2.5)  # the synthetic ground truth the evals are drawn from
+SIZES = (1.4e8, 4.1e8, 1e9, 2.8e9, 6.9e9, 12e9)
+
+
+@pytest.fixture
+def eval_url(db_url):
+    """A store whose evals follow TRUTH exactly at each model's last checkpoint (an earlier checkpoint
+    scores half as much), beside benchmarks the fit must refuse, and a model without a size."""
+    import pandas as pd
+
+    from db.store import Store
+    from services.evals import store_evals
+
+    def row(run, task, metric, value, step=2000.0):
+        return {"run": run, "step": step, "task": task, "metric": metric, "value": value, "stderr": float("nan")}
+
+    rows = []
+    for i, n in enumerate(SIZES):
+        run, acc = f"model-{i}", float(TRUTH.accuracy(n))
+        rows += [row(run, "synthmath", "acc", acc / 2, step=1000.0), row(run, "synthmath", "acc", acc),
+                 row(run, "synthmath", "ppl", 10.0), row(run, "twometrics", "acc", acc),
+                 row(run, "twometrics", "acc_norm", acc), row(run, "solved", "acc", 1.0 if i == 5 else 0.5)]
+    rows += [row("nosize", "synthmath", "acc", 0.3), row("nosize", "unsized", "acc", 0.3),
+             row("model-0", "onesize", "acc", 0.3)]
+    store = Store(db_url)
+    store_evals(store, pd.DataFrame(rows), models=pd.DataFrame({"run": [f"model-{i}" for i in range(len(SIZES))],
+                                                                "n_params": SIZES}), tags=("synthetic evals",))
+    store.close()
+    return db_url
+
+
+def test_law_fitted_to_stored_evals_recovers_the_truth(eval_url):
+    from db.store import Store
+    from services.inference import fit_sample_law_from_evals, sample_law_benchmarks
+
+    store = Store(eval_url)
+    try:
+        assert sample_law_benchmarks(store) == ["synthmath/acc", "twometrics/acc", "twometrics/acc_norm",
+                                                "solved/acc"]  # fit-able first; one size / no sizes: not listed
+        for name in ("synthmath/acc", "synthmath", "synthmath · acc"):  # a task alone: its one accuracy metric
+            fitted = fit_sample_law_from_evals(store, name)
+            assert (fitted.task, fitted.metric, fitted.benchmark) == ("synthmath", "acc", "synthmath/acc")
+            assert fitted.law.a == pytest.approx(TRUTH.a, abs=1e-6) and fitted.law.b == pytest.approx(TRUTH.b, abs=1e-6)
+            assert fitted.law.spread == 2.5 and fitted.rmse < 1e-8
+        assert fitted.n_params == SIZES and fitted.accuracy == pytest.approx(list(TRUTH.accuracy(np.array(SIZES))))
+        assert fitted.runs == tuple(f"model-{i}" for i in range(6)) and fitted.runs_without_params == ("nosize",)
+        # the plan with the fitted law is the plan with the truth
+        for strategy in ic.STRATEGIES:
+            got, want = (ic.plan_inference(1e15, law, strategy=strategy) for law in (fitted.law, TRUTH))
+            assert (got.best.n_params, got.best.samples) == (want.best.n_params, want.best.samples)
+            assert got.best.accuracy == pytest.approx(want.best.accuracy, abs=1e-6)
+        # another spread is held as given: a, b move to make up for it, and the fit is no longer exact
+        narrow = fit_sample_law_from_evals(store, "synthmath/acc", spread=1.0)
+        assert narrow.law.spread == 1.0 and 1e-6 < narrow.rmse < 1e-3 and narrow.law.b < TRUTH.b - 0.1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("name, spread, words", [
+    ("nope", 2.5, "No stored eval results for benchmark 'nope'; give task/metric, e.g. onesize/acc"),
+    ("synthmath/ppl", 2.5, "synthmath/ppl is not an accuracy"),
+    ("twometrics", 2.5, "Task 'twometrics' has the metrics acc, acc_norm; name one, e.g. twometrics/acc"),
+    ("onesize/acc", 2.5, "onesize/acc has results for 1 model size with a parameter count; the fit needs at least 2"),
+    ("unsized/acc", 2.5, "None of the 1 models with unsized/acc results has a parameter count"),
+    ("solved/acc", 2.5, "solved/acc: model-5 scores 1 at its last checkpoint; the law needs accuracies strictly "
+                        "between 0 and 1"),
+    ("synthmath/acc", -1.0, "Difficulty spread -1.0 must be a number ≥ 0"),
+], ids=["unknown", "not-accuracy", "two-metrics", "one-size", "no-sizes", "score-at-1", "bad-spread"])
+def test_bad_benchmarks_give_one_line(eval_url, name, spread, words):
+    from core.errors import InputError
+    from db.store import Store
+    from services.inference import fit_sample_law_from_evals
+
+    store = Store(eval_url)
+    try:
+        with pytest.raises(InputError) as err:
+            fit_sample_law_from_evals(store, name, spread)
+    finally:
+        store.close()
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_plan_cli_sample_law_from_evals(eval_url, capsys):
+    rc = main(["plan", "--inference-budget", "1e15", "--sample-law-from-evals", "synthmath/acc", "--db", eval_url,
+               "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    fit = out["sample_law_fit"]
+    assert fit["a"] == pytest.approx(TRUTH.a, abs=1e-6) and fit["b"] == pytest.approx(TRUTH.b, abs=1e-6)
+    assert fit["spread"] == 2.5 and fit["n_points"] == 6 and fit["n_sizes"] == 6 and fit["benchmark"] == "synthmath/acc"
+    assert fit["runs_without_params"] == ["nosize"] and len(fit["points"]) == 6
+    want = ic.plan_inference(1e15, TRUTH, strategy="majority")
+    assert out["inference_compute"]["best"]["n_params"] == want.best.n_params
+    assert out["inference_compute"]["best"]["samples"] == want.best.samples
+    assert out["inference_compute"]["law"]["a"] == pytest.approx(TRUTH.a, abs=1e-6)
+    rc = main(["plan", "--inference-budget", "1e15", "--sample-law-from-evals", "synthmath", "--sample-spread", "2.5",
+               "--db", eval_url])
+    text = capsys.readouterr().out
+    assert rc == 0 and ("accuracy law fitted to synthmath/acc (6 models, 6 sizes 140M–12.0B, last checkpoints): "
+                        "a = -0.7000, b = 0.4500, s = 2.500 (held)") in text
+    for args, words in ((["--sample-law-from-evals", "solved/acc"], "model-5 scores 1"),
+                        (["--sample-law-from-evals", "nope"], "No stored eval results for benchmark 'nope'"),
+                        (["--sample-law-from-evals", "unsized"], "has a parameter count"),
+                        (["--sample-law-from-evals", "onesize"], "the fit needs at least 2 sizes"),
+                        (["--sample-law-from-evals", "synthmath", "--accuracy-law", "0", "1", "2"], "Give one accuracy law"),
+                        (["--sample-spread", "2"], "--sample-spread is the spread held")):
+        rc = main(["plan", "--inference-budget", "1e15", *args, "--db", eval_url])
+        captured = capsys.readouterr()
+        assert rc == 2 and captured.out == "" and len(captured.err.strip().splitlines()) == 1, captured
+        assert captured.err.startswith("error: ") and words in captured.err, captured.err
+    rc = main(["plan", "--sample-law-from-evals", "synthmath", "--db", eval_url])
+    assert rc == 2 and "give --inference-budget too" in capsys.readouterr().err
+
+
+def test_planner_page_plans_with_the_law_fitted_to_evals(eval_url, monkeypatch):
+    """The inference-compute panel's "fitted to stored evals" choice (AppTest): the fitted a, b and the
+    benchmark shown, the plan of the fitted law; a benchmark the fit refuses is one st.error line."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCALESCOPE_DB_URL", eval_url)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "planner.py"), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.radio(key="planner_ic_law_source").set_value("evals").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="planner_ic_benchmark").options == ["synthmath/acc", "twometrics/acc",
+                                                                 "twometrics/acc_norm", "solved/acc"]
+    fit_caption = [c.value for c in at.caption if "fitted to synthmath/acc" in c.value]
+    assert len(fit_caption) == 1 and "a = -0.7000, b = 0.4500, s = 2.500 (held); 6 models, 6 sizes from 140M to " \
+                                      "12.0B" in fit_caption[0] and "1 model(s) without a parameter count" in fit_caption[0]
+    assert_panel_shows(at, ic.plan_inference(1e15, TRUTH, strategy="majority"))
+    at.selectbox(key="planner_ic_benchmark").set_value("solved/acc").run()
+    assert_panel_refuses(at, "solved/acc: model-5 scores 1 at its last checkpoint; the law needs accuracies strictly "
+                             "between 0 and 1 (a logistic never reaches them): pick another benchmark.")
