@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.loss_curve import CurveFitConfig, curve_features, forecast_curve, multi_power_loss, tissue_loss  # noqa: E402
+from core.curve_fit import CurveFitConfig, forecast_curve  # noqa: E402
+from core.loss_curve import curve_features, multi_power_loss, tissue_loss  # noqa: E402
 from core.schedules import Schedule  # noqa: E402
 from services import forecast as forecast_service  # noqa: E402
 from services.runs import open_store  # noqa: E402

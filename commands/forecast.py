@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from commands.common import add_common, emit, open_store
 from core.errors import InputError
-from core.loss_curve import CURVE_LAWS
+from core.registry import CURVE_LAWS
 from core.progress import text_bar
 from core.schedules import DECAY_SHAPES, KINDS, Schedule
 from services import forecast as forecast_service

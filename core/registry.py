@@ -8,6 +8,11 @@ along (N, D), and its compute-optimal N*, D* — the closed form where one exist
 
 Fits (core/fitting), the planner (core/planner.py), services/fits.py, pages/fits.py and the CLI read
 it; adding a law is one entry here (plus its formula in core/laws.py and its tests).
+
+The schedule-aware LOSS-CURVE laws (loss against step under an LR schedule: Tissue et al. 2024, Luo et
+al. 2025) are declared here too, in ``CURVE_LAWS``: a ``core.loss_curve.CurveLaw`` each (formula over
+the schedule's features, fit-space parameters, starts, bounds); core/curve_fit.py fits them, the
+forecast panel and ``cli.py forecast`` list them from here.
 """
 from __future__ import annotations
 
@@ -19,10 +24,12 @@ import numpy as np
 
 from core import dcpt, laws
 from core import fine_grained_moe as fgmoe
-from core.errors import FitError, PlanError
+from core.errors import FitError, InputError, PlanError
 from core.fitting import residuals as res
 from core.fitting.numeric import numeric_spec
 from core.fitting.residuals import FitSpec
+from core.loss_curve import (CurveLaw, multi_power_fit_space, multi_power_loss, multi_power_starts, multi_power_to_law,
+                             tissue_fit_space, tissue_loss, tissue_starts, tissue_to_law)
 from core.search import DEFAULT_SEARCH, SearchConfig, iso_flop_argmin
 
 CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")  # reported parameters, bootstrap_samples columns
@@ -402,6 +409,32 @@ def law_for_params(names: Sequence[str]) -> Optional[Law]:
     return best
 
 
+# ------------------------------------------------------------------------------ loss-curve laws
+CURVE_LAWS = {
+    "lr-annealing": CurveLaw(
+        "lr-annealing", "LR annealing (Tissue et al. 2024)",
+        r"L(s) = L_0 + A\,S_1^{-\alpha} - C\,S_2",
+        "Tissue et al. 2024, Scaling Law with Learning Rate Annealing, eq. 1",
+        ("L0", "A", "alpha", "C"), ("L0", "A", "alpha", "phi"), tissue_loss, tissue_starts,
+        (0.0, 0.0, 1e-3, 0.0), (np.inf, np.inf, 3.0, 1.0),
+        fit_predict=tissue_fit_space, to_law=tissue_to_law),
+    "multi-power": CurveLaw(
+        "multi-power", "Multi-power (Luo et al. 2025)",
+        r"L(t) = L_0 + A\,(S_1+S_W)^{-\alpha} - B\sum_k (\eta_{k-1}-\eta_k)\,G(\eta_k^{-\gamma} S_k(t))",
+        "Luo et al. 2025, A Multi-Power Law for Loss Curve Prediction Across LR Schedules, eq. 5",
+        ("L0", "A", "alpha", "B", "C", "beta", "gamma"), ("L0", "A", "alpha", "phi", "C", "beta", "gamma"),
+        multi_power_loss, multi_power_starts,
+        (0.0, 0.0, 1e-3, 0.0, 0.0, 0.1, 0.1), (np.inf, np.inf, 3.0, 1.0, np.inf, 2.0, 1.0), 150,
+        fit_predict=multi_power_fit_space, to_law=multi_power_to_law),
+}
+
+
+def curve_law(key: str) -> CurveLaw:
+    if key not in CURVE_LAWS:
+        raise InputError(f"unknown loss-curve law {key!r}; choose one of {', '.join(CURVE_LAWS)}.")
+    return CURVE_LAWS[key]
+
+
 __all__ = ["Law", "LAWS", "LAW_LIST", "LAW_NAMES", "FitSpec", "get_law", "predict", "law_of", "law_for_params",
            "check_chinchilla", "check_kaplan", "check_routed", "check_data_constrained", "check_unique_tokens",
-           "CHINCHILLA_PARAMS", "positive_number", "check_granularity"]
+           "CHINCHILLA_PARAMS", "positive_number", "check_granularity", "CurveLaw", "CURVE_LAWS", "curve_law"]

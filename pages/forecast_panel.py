@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core import format as fmt
-from core.loss_curve import CURVE_LAWS
+from core.registry import CURVE_LAWS
 from core.schedules import DECAY_SHAPES, KINDS, Schedule
 from pages import curves as charts
 from pages.common import confidence_level, literal, user_errors

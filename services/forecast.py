@@ -2,7 +2,7 @@
 
 The LR of every step comes from the run's logged LR metric where there is one (TensorBoard, HF
 Trainer and W&B logs usually have it) and from the declared schedule beyond the log; a logged LR that
-contradicts the declared schedule is an error (core.schedules). The laws live in core/loss_curve.py.
+contradicts the declared schedule is an error (core.schedules). The laws are declared in core/registry.py (CURVE_LAWS) and fitted by core/curve_fit.py.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.loss_curve import BacktestRow, CurveFitConfig, CurveForecast, backtest_curve, forecast_curve
+from core.curve_fit import BacktestRow, CurveFitConfig, CurveForecast, backtest_curve, forecast_curve
 from core.progress import ProgressFn
 from core.registry import predict
 from core.schedules import Schedule, infer_schedule, lr_per_step

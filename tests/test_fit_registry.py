@@ -46,6 +46,27 @@ def test_every_law_is_declared_once_with_everything_the_layers_read():
         get_law("mystery")
 
 
+def test_loss_curve_laws_live_in_the_same_registry():
+    """The schedule-aware laws (Tissue et al. 2024, Luo et al. 2025) are declared in core/registry.py
+    too; the formulas module holds no list of its own, and the forecast CLI offers the registry's keys."""
+    import core.loss_curve
+    from commands import forecast as forecast_command
+    from core.errors import InputError
+    from core.registry import CURVE_LAWS, curve_law
+
+    assert list(CURVE_LAWS) == ["lr-annealing", "multi-power"]
+    for key, law in CURVE_LAWS.items():
+        assert law.key == key and law.label and law.formula and "eq." in law.citation
+        assert len(law.fit_names) == len(law.param_names) == len(law.lower) == len(law.upper)
+    assert not hasattr(core.loss_curve, "CURVE_LAWS")
+    with pytest.raises(InputError, match="unknown loss-curve law 'mystery'"):
+        curve_law("mystery")
+    sub = __import__("argparse").ArgumentParser().add_subparsers()
+    forecast_command.register(sub)
+    law_option = next(a for a in sub.choices["forecast"]._actions if "--law" in a.option_strings)
+    assert list(law_option.choices) == list(CURVE_LAWS)
+
+
 def test_one_chinchilla_closed_form_everywhere():
     """Hoffmann et al. 2022 eq. (4) by hand; fits, planner and inference-aware code all agree with it."""
     p = BESIROGLU_2024

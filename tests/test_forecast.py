@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.loss_curve import (CurveFitConfig, annealing_area, bound_warnings, curve_features, curve_law, forecast_curve,
-                             multi_power_loss, params_at_bounds, tissue_loss)
+from core.curve_fit import CurveFitConfig, bound_warnings, forecast_curve, params_at_bounds
+from core.loss_curve import annealing_area, curve_features, multi_power_loss, tissue_loss
+from core.registry import CURVE_LAWS, curve_law
 from core.runs import ParsedRun
 from core.schedules import Schedule, check_against_logged, infer_schedule, lr_per_step
 from services import forecast as forecast_service

@@ -342,7 +342,7 @@ def _forecast_declared(store, db_url, monkeypatch, name, loss, upto=1500):
 
 def test_a_forecast_the_curve_does_not_pin_down_says_so(store, db_url, monkeypatch):
     """A curve still bending down early in its cosine leaves L0 unpinned (at its bound 0): the panel
-    warns beside the number that it may fall far too low (core.loss_curve.params_at_bounds)."""
+    warns beside the number that it may fall far too low (core.curve_fit.params_at_bounds)."""
     at = _forecast_declared(store, db_url, monkeypatch, "bending",
                             lambda s: 2.0 + 0.35 * (1 + 3e-4 * s) ** -0.45 - 4e-5 * s)
     assert [w.value for w in at.warning] == ["The irreducible loss L0 sits at its bound 0: the observed part of "
