@@ -69,18 +69,29 @@ def test_registry_declares_both_corpora_with_citation_and_mixture_input():
         assert law.param_names == dcpt.DCPT_PARAMS and not law.plannable
 
 
-@pytest.fixture
-def demo_store(db_url):
-    """A store holding the committed demo mixture sweep (assets/demo/mixture_*.csv)."""
+def _demo_store(url):
+    """A store at ``url`` holding the committed demo mixture sweep (assets/demo/mixture_*.csv)."""
     from core.probes.sweep import read_tables
     from db.store import Store
     from services.probes import store_sweep
 
     runs = read_tables(DEMO, prefix="mixture")
-    store = Store(db_url)
+    store = Store(url)
     store_sweep(store, runs, sweep_id="demo-mixture")
     yield store, runs
     store.close()
+
+
+@pytest.fixture
+def demo_store(db_url):
+    """The demo mixture sweep in a DuckDB store."""
+    yield from _demo_store(db_url)
+
+
+@pytest.fixture
+def any_demo_store(any_db_url):
+    """The demo mixture sweep in a store on each engine (DuckDB and PostgreSQL): the CLI runs on both."""
+    yield from _demo_store(any_db_url)
 
 
 def test_demo_mixture_sweep_is_measured_and_the_law_fits_it(demo_store):
@@ -124,40 +135,40 @@ def test_plan_dcpt_cli_json_equals_core(capsys):
     assert rc == 2 and "--train-tokens" in err
 
 
-def test_fit_cli_on_the_demo_sweep_then_plan_from_both_fits(demo_store, db_url, capsys):
-    store, runs = demo_store
+def test_fit_cli_on_the_demo_sweep_then_plan_from_both_fits(any_demo_store, any_db_url, capsys):
+    store, runs = any_demo_store
     store.close()
     ids = {}
     for key, metric in (("dcpt_domain", "domain_loss"), ("dcpt_general", "general_loss")):
         rc = main(["fit", "--law", key, "--metric", metric, "--tag", "mixture", "--n-kind", "active",
-                   "--bootstrap", "0", "--db", db_url, "--json"])
+                   "--bootstrap", "0", "--db", any_db_url, "--json"])
         captured = capsys.readouterr()
         assert rc == 0, captured.err
         out = json.loads(captured.out)
         assert out["law"] == key and set(out["params"]) == set(dcpt.DCPT_PARAMS) and out["n_points"] == len(runs)
         ids[key] = out["fit_id"]
     rc = main(["plan", "--dcpt", "--n-params", "1.45e5", "--train-tokens", "6e4", "--domain-fit",
-               str(ids["dcpt_domain"]), "--general-fit", str(ids["dcpt_general"]), "--db", db_url, "--json"])
+               str(ids["dcpt_domain"]), "--general-fit", str(ids["dcpt_general"]), "--db", any_db_url, "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     plan = json.loads(captured.out)["dcpt"]
     assert 0.0 <= plan["domain_ratio"] <= 1.0 and np.isfinite(plan["domain_loss"])
 
 
-def test_tiny_mixture_sweep_stores_domain_and_general_losses(db_url, capfd):
+def test_tiny_mixture_sweep_stores_domain_and_general_losses(any_db_url, capfd):
     import torch
 
     torch.set_num_threads(1)
     rc = main(["probe", "sweep", "--mixture", "0.2", "0.5", "0.8", "--sizes", "7e4", "--tokens", "1280",
                "--seq-len", "32", "--batch-size", "4", "--min-steps", "5", "--final-tokens-per-domain", "128",
-               "--corpus", "sample", "--device", "cpu", "--threads", "1", "--db", db_url, "--json"])
+               "--corpus", "sample", "--device", "cpu", "--threads", "1", "--db", any_db_url, "--json"])
     out, err = capfd.readouterr()
     assert rc == 0, err
     payload = json.loads(out)
     assert payload["kind"] == "mixture" and [r["mixture_ratio"] for r in payload["runs"]] == [0.2, 0.5, 0.8]
     from db.store import Store
 
-    store = Store(db_url)
+    store = Store(any_db_url)
     try:
         stored = store.runs().set_index("name")
         for r in payload["runs"]:
@@ -170,7 +181,7 @@ def test_tiny_mixture_sweep_stores_domain_and_general_losses(db_url, capfd):
     finally:
         store.close()
     rc = main(["probe", "sweep", "--mixture", "0.5", "1.0", "0.2", "--sizes", "7e4", "--tokens", "1280",
-               "--corpus", "sample", "--device", "cpu", "--db", db_url])
+               "--corpus", "sample", "--device", "cpu", "--db", any_db_url])
     _, err = capfd.readouterr()
     assert rc == 2 and "strictly between 0 and 1" in err
 

@@ -281,11 +281,21 @@ def _cli(*args, db):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
-def test_cli_forecast_json(store, db_url):
-    _store_run(store)
-    store.close()
+@pytest.fixture
+def any_store(any_db_url):
+    """A store on each engine (DuckDB and PostgreSQL): the CLI tests below run on both."""
+    from db.store import Store
+
+    s = Store(any_db_url)
+    yield s
+    s.close()
+
+
+def test_cli_forecast_json(any_store, any_db_url):
+    _store_run(any_store)
+    any_store.close()
     out = _cli("live", "--schedule", "cosine", "--total-steps", "10000", "--peak-lr", "3e-4", "--warmup-steps",
-               "200", "--final-lr", "3e-5", "--bootstrap", "40", "--json", db=db_url)
+               "200", "--final-lr", "3e-5", "--bootstrap", "40", "--json", db=any_db_url)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     for key in ("run", "metric", "law", "params", "final_step", "final_loss", "interval"):
@@ -305,9 +315,9 @@ def test_cli_forecast_json(store, db_url):
      "contradicts"),
     (["live", "--metric", "accuracy"], "has no metric"),
 ])
-def test_cli_forecast_bad_input_is_one_line(store, db_url, args, message):
-    _store_run(store)
-    store.close()
-    out = _cli(*args, db=db_url)
+def test_cli_forecast_bad_input_is_one_line(any_store, any_db_url, args, message):
+    _store_run(any_store)
+    any_store.close()
+    out = _cli(*args, db=any_db_url)
     assert out.returncode == 2
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

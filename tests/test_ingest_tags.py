@@ -68,14 +68,14 @@ def test_long_tables_are_tagged_on_both_paths(store, tmp_path, monkeypatch, rout
     assert found["r1 (2)"] == ["uploaded"] and found["r2 (2)"] == ["uploaded"]
 
 
-def test_cli_ingest_tag(db_url, tmp_path):
+def test_cli_ingest_tag(any_db_url, tmp_path):  # DuckDB and PostgreSQL
     (tmp_path / "x.csv").write_text(WIDE)
     out = subprocess.run([sys.executable, "cli.py", "ingest", str(tmp_path / "x.csv"), "--tag", "from cli",
-                          "--db", db_url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--db", any_db_url], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     from db.store import Store
 
-    s = Store(db_url)
+    s = Store(any_db_url)
     try:
         assert list(tags(s).values()) == [["from cli"]]
     finally:
