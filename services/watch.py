@@ -11,6 +11,14 @@ Faults stay local: a file that breaks an import rule, cannot be read, or is not 
 stops with its reason kept beside it (``watch_files.error``); a folder that disappears or cannot be
 listed is reported; the other files and folders go on, and nothing is half-imported.
 
+The store itself may go away (a team store's PostgreSQL server stopped or out of reach): the scan
+under way stops, :meth:`Watcher.try_scan` (the thread, ``cli.py watch``) reports it in one line and
+the watcher retries every interval. Each file's rows are committed with its new state, so the first
+scan after the server is back reads on from the state the store holds: nothing is lost or stored twice.
+
+One scan reads at most ``SCALESCOPE_WATCH_MAX_BYTES`` (default importers.incremental.MAX_READ_BYTES)
+of one file; a file with more to read is "catching up" and the next scans, which follow at once, go on.
+
 The inbox: ``cli.py ingest`` on a DuckDB file held by a running dashboard (one writer process per
 file) copies its files into a batch folder of the store's inbox (``<store>.inbox/`` beside the
 file), which every Watcher on that store imports and then removes.
@@ -33,12 +41,15 @@ from typing import Callable, Iterable, Optional, Sequence
 import pandas as pd
 
 from core.errors import InputError, ScaleScopeError, StoreError
+from core.format import duration
 from db import watch as watch_db
+from db.dialects import scrub
 from db.store import Store
 from importers import hf_trainer, lightning, tensorboard_events
 from importers.base import ParsedRun
 from importers.derive import concat_metrics
-from importers.incremental import SETTLE_S, Read, is_watchable, read_file, state_from_json, state_to_json
+from importers.incremental import (MAX_READ_BYTES, SETTLE_S, Read, is_watchable, read_file, state_from_json,
+                                   state_to_json)
 from services.ingest import check_tag, default_tag, ingest_paths, tag_runs
 
 WATCH_ENV = "SCALESCOPE_WATCH"              # dir1:dir2 (os.pathsep-separated), watched by the dashboard
@@ -46,12 +57,17 @@ INTERVAL_ENV = "SCALESCOPE_WATCH_INTERVAL"  # seconds between scans
 # 1.5 s: an append lands within interval + its read (~0.1 s for 10,000 rows), under the 2 s target;
 # a scan of 1,000 unchanged files costs ~45 ms, so the watcher takes ~3% of one core.
 DEFAULT_INTERVAL_S = 1.5
+MAX_BYTES_ENV = "SCALESCOPE_WATCH_MAX_BYTES"  # the most bytes of one file read per scan
+CATCHING_UP = "catching up"  # a file's status while more than one scan's cap is left to read
+# Between the scans of a file that is catching up: no full interval (a 1 GiB file is 64 pieces), only a
+# breath that lets the page's own writes and other watchers take the store between two pieces.
+CATCH_UP_PAUSE_S = 0.1
 LIVE_S = 120.0            # a run that grew within this many seconds is shown as live
 MANIFEST = "manifest.json"  # written last into an inbox batch: the batch is complete
 
 __all__ = ["Watcher", "ScanReport", "folders_from_env", "interval_from_env", "inbox_of", "hand_to_inbox",
            "add_folder", "remove_folder", "stored_folders", "files_frame", "live_runs",
-           "change_marker", "LIVE_S"]
+           "change_marker", "LIVE_S", "max_bytes_from_env", "check_max_bytes"]
 
 
 def folders_from_env() -> list[str]:
@@ -59,17 +75,36 @@ def folders_from_env() -> list[str]:
     return [p for p in raw.split(os.pathsep) if p.strip()] if raw else []
 
 
-def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
+def _env_number(name: str, unit: str, example) -> Optional[float]:
+    """The number in $``name``; None when it is unset or empty."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return default
+        return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise InputError(f"{INTERVAL_ENV}={raw!r} is not a number of seconds; set it to e.g. 2") from None
+        raise InputError(f"{name}={raw!r} is not a number of {unit}; set it to e.g. {example}") from None
+
+
+def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
+    value = _env_number(INTERVAL_ENV, "seconds", 2)
+    if value is None:
+        return default
     if not value > 0:
+        raw = os.environ[INTERVAL_ENV].strip()
         raise InputError(f"{INTERVAL_ENV} must be a positive number of seconds, not {raw!r}")
     return value
+
+
+def max_bytes_from_env(default: int = MAX_READ_BYTES) -> int:
+    value = _env_number(MAX_BYTES_ENV, "bytes", MAX_READ_BYTES)
+    return default if value is None else check_max_bytes(int(value), MAX_BYTES_ENV)
+
+
+def check_max_bytes(value: int, what: str = "--max-bytes") -> int:
+    if value < 1024:  # below a few lines a piece is all overhead
+        raise InputError(f"{what} must be at least 1024 bytes, not {value}; the default is {MAX_READ_BYTES}")
+    return int(value)
 
 
 def _norm(path: str | os.PathLike) -> str:
@@ -155,11 +190,15 @@ def hand_to_inbox(url: str, paths: Sequence[str | os.PathLike], fmt: Optional[st
 @dataclass
 class ScanReport:
     """What one scan did: the runs it grew (name, format, n_metric_rows, added_rows), the files
-    it stopped (path -> reason), folder problems (folder -> reason), inbox batches imported/refused."""
+    it stopped (path -> reason), folder problems (folder -> reason), inbox batches imported/refused,
+    the files read up to the byte cap that have more (path, consumed, size), and ``store_error``: the
+    scan stopped as a whole because the store cannot be reached (one line; the watcher retries)."""
     runs: list[dict] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     folders: dict[str, str] = field(default_factory=dict)
     inbox: list[dict] = field(default_factory=list)
+    catching_up: list[dict] = field(default_factory=list)
+    store_error: Optional[str] = None
     files_seen: int = 0
     files_read: int = 0
     seconds: float = 0.0
@@ -214,10 +253,11 @@ class Watcher:
     $SCALESCOPE_WATCH); the store's own list (the Runs page's panel) and its inbox are always added."""
 
     def __init__(self, store: Store, folders: Iterable[str] = (), interval: Optional[float] = None,
-                 settle_s: float = SETTLE_S, inbox: bool = True):
+                 settle_s: float = SETTLE_S, inbox: bool = True, max_bytes: Optional[int] = None):
         self.store = store
         self.folders = [_norm(f) for f in folders]
         self.interval = interval_from_env() if interval is None else float(interval)
+        self.max_bytes = max_bytes_from_env() if max_bytes is None else check_max_bytes(max_bytes)
         self.settle_s = settle_s
         self.inbox = inbox_of(store) if inbox else None
         self.folder_errors: dict[str, str] = {}   # the last scan's folder problems, shown by the page
@@ -253,19 +293,30 @@ class Watcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set() and not self._store_gone():
-            try:
-                self.scan()
-                self.last_error = None
-            except ScaleScopeError as exc:  # the store went away: say so, try again next time
-                self.last_error = str(exc)
-            except Exception as exc:  # never let the thread die: the next scan may succeed
-                self.last_error = f"the watcher's scan failed ({type(exc).__name__}: {exc}); it tries again"
-            self._stop.wait(self.interval)
+            report = self.try_scan()
+            self._stop.wait(CATCH_UP_PAUSE_S if report.catching_up else self.interval)
 
     def all_folders(self) -> list[str]:
         return list(dict.fromkeys(self.folders + watch_db.folders(self.store)))
 
     # -------------------------------------------------------------- one scan
+    def try_scan(self) -> ScanReport:
+        """:meth:`scan`, never raising (the thread and ``cli.py watch`` call this): a scan that fails as a
+        whole (the store cannot be reached: its server stopped, the network went) returns a report whose
+        ``store_error`` (also ``last_error``) is one line saying why and that the watcher retries.
+        Each file's rows went in with its new state in one transaction, so the next scan reads on from
+        the state the store holds: nothing the failed scan read is lost or stored twice."""
+        retry = f"The watcher retries every {duration(self.interval)} and goes on from the state the store holds."
+        try:
+            report = self.scan()
+        except ScaleScopeError as exc:  # the store's own one-line message (the URL's password masked)
+            report = ScanReport(store_error=scrub(f"{exc} {retry}", self.store.url))
+        except Exception as exc:  # never let the thread die: the next scan may succeed
+            report = ScanReport(store_error=scrub(f"The watcher's scan failed ({type(exc).__name__}: "
+                                                  f"{' '.join(str(exc).split())}). {retry}", self.store.url))
+        self.last_error = report.store_error
+        return report
+
     def scan(self) -> ScanReport:
         """Scan every folder once; returns what it did. Safe to call from any thread (one at a time)."""
         with self._scan_lock:
@@ -304,6 +355,8 @@ class Watcher:
             if row is not None and row["size"] == st.st_size and row["mtime"] == st.st_mtime and row["status"] != "gone":
                 if row["status"] == "waiting" and time.time() - st.st_mtime >= self.settle_s:
                     pass  # a last line without newline: read it now that the file has settled
+                elif row["status"] == CATCHING_UP:
+                    pass  # the last read stopped at the byte cap: read the next piece
                 else:
                     continue  # unchanged: stat only
             report.files_read += 1
@@ -326,7 +379,7 @@ class Watcher:
         run_name = _run_name(folder, rel)
         others: list[dict] = []
         try:
-            read = read_file(path, run_name, what, prev, settle_s=self.settle_s)
+            read = read_file(path, run_name, what, prev, settle_s=self.settle_s, max_bytes=self.max_bytes)
             if read.mode == "replace" and read.state.fmt == "tensorboard":
                 others = self._reread_event_dir(folder, path, run_name, read)
         except InputError as exc:
@@ -339,7 +392,8 @@ class Watcher:
             self._fail(base, report, f"{what} cannot be read ({exc.strerror or exc}): check its permissions", row)
             return
         state = read.state
-        status = "ok" if state.consumed >= st.st_size else "waiting"
+        status = _status(state.consumed, st.st_size, read.more)
+        more = [{"path": path, "consumed": state.consumed, "size": st.st_size}] if status == CATCHING_UP else []
         new = dict(base, format=state.fmt, consumed=state.consumed, inode=state.inode, state=state_to_json(state),
                    status=status, error=None)
         if read.mode == "nothing" or (read.mode == "append" and not read.runs):
@@ -348,6 +402,7 @@ class Watcher:
                 touched.append((path, st.st_size, st.st_mtime))
             else:
                 self._save(new, row)
+            report.catching_up.extend(more)
             return
         tag_runs(read.runs, default_tag([folder]))  # a new run is tagged with its watched folder's name
         names = [r.name for r in read.runs]
@@ -362,6 +417,7 @@ class Watcher:
         except watch_db.StateMoved:
             return  # another watcher of this store stored it first: the next scan reads on from its state
         report.runs.extend(stored)
+        report.catching_up.extend(more)
 
     def _reread_event_dir(self, folder: str, path: str, run_name: str, read: Read) -> list[dict]:
         """An event file rewritten or truncated: its run is read again whole, from all its event files.
@@ -373,12 +429,13 @@ class Watcher:
             if other == path or not tensorboard_events.is_tfevents_name(name) or not os.path.isfile(other):
                 continue
             st = os.stat(other)
-            piece = read_file(other, run_name, os.path.relpath(other, folder), None, settle_s=self.settle_s)
+            piece = read_file(other, run_name, os.path.relpath(other, folder), None, settle_s=self.settle_s,
+                              max_bytes=self.max_bytes)
             frames += [r.metrics for r in piece.runs]
             others.append({"path": other, "folder": folder, "format": "tensorboard", "runs": [run_name],
                            "size": st.st_size, "mtime": st.st_mtime, "inode": st.st_ino,
                            "consumed": piece.state.consumed, "state": state_to_json(piece.state),
-                           "status": "ok" if piece.state.consumed >= st.st_size else "waiting"})
+                           "status": _status(piece.state.consumed, st.st_size, piece.more)})
         if not read.runs and any(len(f) for f in frames):
             read.runs.append(ParsedRun(name=run_name, source_format="tensorboard", source_file=os.path.relpath(path, folder)))
         if read.runs:
@@ -423,6 +480,13 @@ class Watcher:
             self.inbox_log = (self.inbox_log + [entry])[-20:]
 
 
+def _status(consumed: int, size: int, more: bool) -> str:
+    """ok: read to its end; catching up: the read stopped at the byte cap; waiting: a partial line or record."""
+    if consumed >= size:
+        return "ok"
+    return CATCHING_UP if more else "waiting"
+
+
 def _list_files(folder: str) -> list[tuple[str, str, os.stat_result]]:
     """(path, path relative to ``folder``, stat) of the files the watcher reads below ``folder``;
     hidden files and folders skipped, symlinked folders not followed (as importers.detect.list_files).
@@ -455,17 +519,20 @@ def _list_files(folder: str) -> list[tuple[str, str, os.stat_result]]:
     return out
 
 
-def watch_once(store: Store, folders: Iterable[str], settle_s: float = SETTLE_S) -> ScanReport:
-    """One scan of ``folders`` (and the store's own list and inbox): ``cli.py watch --once``."""
-    return Watcher(store, folders, interval=1.0, settle_s=settle_s).scan()
+def watch_once(store: Store, folders: Iterable[str], settle_s: float = SETTLE_S,
+               max_bytes: Optional[int] = None) -> ScanReport:
+    """One scan of ``folders`` (and the store's own list and inbox): ``cli.py watch --once``. Raises
+    StoreError when the store cannot be reached (one scan: nothing to retry)."""
+    return Watcher(store, folders, interval=1.0, settle_s=settle_s, max_bytes=max_bytes).scan()
 
 
 def run_forever(store: Store, folders: Iterable[str], interval: Optional[float] = None,
-                on_report: Optional[Callable[[ScanReport], None]] = None) -> None:
-    """Scan every ``interval`` seconds in this thread until interrupted (``cli.py watch``)."""
-    watcher = Watcher(store, folders, interval=interval)
+                on_report: Optional[Callable[[ScanReport], None]] = None, max_bytes: Optional[int] = None) -> None:
+    """Scan every ``interval`` seconds in this thread until interrupted (``cli.py watch``); a store that
+    cannot be reached is retried at each interval (``report.store_error``), never fatal."""
+    watcher = Watcher(store, folders, interval=interval, max_bytes=max_bytes)
     while True:
-        report = watcher.scan()
+        report = watcher.try_scan()
         if on_report is not None:
             on_report(report)
-        time.sleep(watcher.interval)
+        time.sleep(CATCH_UP_PAUSE_S if report.catching_up else watcher.interval)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from core.errors import InputError
 from db import schema
 from db.store import Store
 from services import watch as watch_service
@@ -221,6 +222,151 @@ def test_tensorboard_half_record_waits_and_truncation_replaces(store, watcher, l
     watcher.scan()
     n = len(rows(store, "tb"))
     assert 0 < n < 6 and rows(store, "tb")["step"].tolist() == list(range(n))
+
+
+# ---------------------------------------------------------------------------------------- the byte cap
+CAP = 4096  # bytes of one file read per scan in these tests (the default is importers.incremental.MAX_READ_BYTES)
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list:
+    """Every (start, end) byte range the incremental reader takes from a file (the real reads, recorded)."""
+    from importers import incremental
+
+    seen, real = [], incremental._read_range
+
+    def recorded(path, start, end):
+        seen.append((start, end))
+        return real(path, start, end)
+
+    monkeypatch.setattr(incremental, "_read_range", recorded)
+    return seen
+
+
+def catch_up(watcher, store, path, reads) -> list[int]:
+    """Scan until ``path`` is read to its end; returns how far each scan got. Checks on the way that
+    each scan read at most the cap of new bytes and that a file with more to read says it catches up."""
+    offsets = [status(store, path)["consumed"] if str(path) in watch_service.files_frame(store)["path"].tolist() else 0]
+    for _ in range(100):
+        reads.clear()
+        report = watcher.scan()
+        assert report.errors == {}
+        row = status(store, path)
+        assert max(end - start for start, end in reads) <= CAP  # each read of this scan, the piece included
+        assert row["consumed"] - offsets[-1] <= CAP
+        offsets.append(row["consumed"])
+        if row["status"] != "catching up":
+            return offsets
+        assert report.catching_up == [{"path": str(path), "consumed": row["consumed"], "size": path.stat().st_size}]
+    raise AssertionError("the file was never read to its end")
+
+
+def test_a_file_several_times_the_cap_is_stored_over_several_scans(store, logs, reads):
+    path = logs / "big.csv"
+    path.write_text("step,loss,lr\n" + "".join(f"{i},{3 - i / 1e4:.6f},{1e-3:.6f}\n" for i in range(1000)))
+    assert path.stat().st_size > 5 * CAP
+    watcher = Watcher(store, [str(logs)], settle_s=3600, max_bytes=CAP)
+    offsets = catch_up(watcher, store, path, reads)
+    assert len(offsets) - 1 >= path.stat().st_size // CAP  # several scans, each its own transaction
+    got = rows(store, "big")
+    assert got[got.name == "loss"]["step"].tolist() == list(range(1000))  # every row exactly once
+    assert status(store, path)["status"] == "ok" and status(store, path)["n_rows"] == 2000
+    # a big append to the caught-up file goes the same way; a half line at its end then waits
+    append(path, "".join(f"{i},{3 - i / 1e4:.6f},{1e-3:.6f}\n" for i in range(1000, 2000)) + "2000,1.")
+    catch_up(watcher, store, path, reads)
+    assert status(store, path)["status"] == "waiting"  # not catching up: the writer has not finished the line
+    append(path, "5,0.001\n")
+    watcher.scan()
+    got = rows(store, "big")
+    assert got[got.name == "loss"]["step"].tolist() == list(range(2001))
+    assert watcher.scan().runs == [] and status(store, path)["status"] == "ok"
+
+
+def test_tensorboard_events_over_the_cap_end_at_a_record(store, logs, reads):
+    w = _writer(logs / "tb-big")
+    w.add_text("notes", "x" * (2 * CAP), 0)  # one record longer than the cap: read whole, alone
+    for i in range(600):
+        w.add_scalar("loss", 3.0 - i / 1000, i)
+    w.close()
+    path = next((logs / "tb-big").glob("events.out.tfevents.*"))
+    assert path.stat().st_size > 5 * CAP
+    watcher = Watcher(store, [str(logs)], settle_s=3600, max_bytes=CAP)
+    offsets, largest = [0], []
+    for _ in range(100):
+        reads.clear()
+        watcher.scan()
+        offsets.append(status(store, path)["consumed"])
+        largest.append(max(end - start for start, end in reads))
+        if status(store, path)["status"] != "catching up":
+            break
+    steps = [b - a for a, b in zip(offsets, offsets[1:])]
+    over = [i for i, n in enumerate(steps) if n > CAP]
+    assert len(over) == 1 and 2 * CAP < steps[over[0]] < 2 * CAP + 200  # the text record alone, whole
+    assert all(n <= CAP for i, n in enumerate(largest) if i not in over)  # every other scan within the cap
+    assert status(store, path)["status"] == "ok" and rows(store, "tb-big")["step"].tolist() == list(range(600))
+
+
+def test_a_line_longer_than_the_cap_stops_the_file(store, logs):
+    path = logs / "wide.csv"
+    path.write_text("step,loss\n0,3.0\n1," + "9" * (2 * CAP) + "\n2,2.8\n")
+    report = Watcher(store, [str(logs)], settle_s=3600, max_bytes=CAP).scan()
+    assert rows(store, "wide")["value"].tolist() == [3.0]  # the rows before it are stored
+    reason = Watcher(store, [str(logs)], settle_s=3600, max_bytes=CAP).scan().errors[str(path)]
+    assert report.errors == {} and "line longer than 4.0 KB" in reason and "after byte 16" in reason
+    assert status(store, path)["status"] == "error"
+
+
+def test_the_upload_limit_bounds_only_what_is_read_whole(store, logs, monkeypatch):
+    """A log read in capped pieces may outgrow the upload limit (a long run); a document read whole may not."""
+    monkeypatch.setenv("SCALESCOPE_MAX_UPLOAD_BYTES", str(2 * CAP))
+    path = logs / "long-run.csv"
+    path.write_text("step,loss\n" + "".join(f"{i},{3 - i / 1e4:.6f}\n" for i in range(1000)))
+    assert path.stat().st_size > 3 * CAP  # over the limit
+    watcher = Watcher(store, [str(logs)], settle_s=3600, max_bytes=CAP)
+    for _ in range(50):
+        assert watcher.scan().errors == {}
+        if status(store, path)["status"] == "ok":
+            break
+    assert rows(store, "long-run")["step"].tolist() == list(range(1000))
+    (logs / "hf").mkdir()
+    state = logs / "hf" / "trainer_state.json"
+    state.write_text(_trainer_state(list(range(1, 1000))))
+    assert "over the 8.0 KB upload limit" in watcher.scan().errors[str(state)]
+
+
+def test_the_background_thread_catches_up_without_waiting_its_interval(store, logs):
+    path = logs / "fast.csv"
+    path.write_text("step,loss\n" + "".join(f"{i},{3 - i / 1e4:.6f}\n" for i in range(3000)))
+    assert path.stat().st_size > 9 * CAP
+    watcher = Watcher(store, [str(logs)], interval=60, settle_s=3600, max_bytes=CAP).start()
+    try:  # 10 pieces at one per 60 s interval would take 9 minutes
+        deadline = time.time() + 30
+        while time.time() < deadline and ("fast" not in store.run_names() or len(rows(store, "fast")) < 3000):
+            time.sleep(0.1)
+        assert rows(store, "fast")["step"].tolist() == list(range(3000))
+    finally:
+        watcher.stop()
+
+
+def test_the_cap_from_the_environment_and_the_cli(monkeypatch, tmp_path, logs):
+    monkeypatch.setenv(watch_service.MAX_BYTES_ENV, "65536")
+    assert watch_service.max_bytes_from_env() == 65536
+    for bad in ("lots", "100"):
+        monkeypatch.setenv(watch_service.MAX_BYTES_ENV, bad)
+        with pytest.raises(InputError, match=watch_service.MAX_BYTES_ENV):
+            watch_service.max_bytes_from_env()
+    monkeypatch.delenv(watch_service.MAX_BYTES_ENV)
+    assert watch_service.max_bytes_from_env() == watch_service.MAX_READ_BYTES
+    path = logs / "cli-big.csv"
+    path.write_text("step,loss\n" + "".join(f"{i},{3 - i / 1e4:.6f}\n" for i in range(600)))
+    db = f"duckdb:///{tmp_path / 'cap.duckdb'}"
+    doc = json.loads(cli("watch", str(logs), "--once", "--db", db, "--json", "--max-bytes", str(CAP)).stdout)
+    assert doc["runs"][0]["name"] == "cli-big" and doc["store_error"] is None
+    assert doc["catching_up"] == [{"path": str(path), "consumed": doc["catching_up"][0]["consumed"],
+                                   "size": path.stat().st_size}]
+    assert 0 < doc["catching_up"][0]["consumed"] <= CAP
+    out = cli("watch", str(logs), "--once", "--db", db, "--max-bytes", "10", check=False)
+    assert out.returncode == 2 and "--max-bytes must be at least 1024 bytes" in out.stderr
 
 
 # ---------------------------------------------------------------------------------------- faults
