@@ -318,6 +318,13 @@ class Store:
         with self.engine.connect() as conn:
             yield conn
 
+    def ping(self) -> None:
+        """Raise StoreError (one line, the password masked) when a server store cannot be reached now
+        (one round trip); a DuckDB file this process holds open is always at hand."""
+        if self.dialect is not dialects.DUCKDB:
+            with self.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
     def _committed(self, _conn) -> None:
         """SQLAlchemy ``commit`` hook: count the commit (every write path, bulk loads included)."""
         with _LOCKS_GUARD:

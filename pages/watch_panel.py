@@ -2,7 +2,8 @@
 
 - :func:`start_watcher`: the one background Watcher of this server process (st.cache_resource),
   over the folders of ``streamlit run app.py -- --watch DIR [DIR...]`` and $SCALESCOPE_WATCH, plus
-  the folders kept in the store and the store's inbox.
+  the folders kept in the store and the store's inbox. app.py calls it before every page, so it also
+  stops the page with one line when the store's database server cannot be reached.
 - :func:`watch_panel`: add or remove a watched folder (kept in the store), each file's status and
   the reason a file stopped, shown literally.
 - :func:`follow_live`: an ``st.fragment(run_every=...)`` that reads a cheap change marker of the
@@ -19,9 +20,10 @@ import pandas as pd
 import streamlit as st
 
 from core import format as fmt
+from core.errors import ScaleScopeError
 from pages.common import literal, user_errors
 from services import watch as watch_service
-from services.runs import Store
+from services.runs import Store, check_reachable
 
 MARKER_KEY = "_watch_change_marker"
 
@@ -39,17 +41,33 @@ def _watcher(url: str, folders: tuple[str, ...], _store: Store) -> watch_service
     return watch_service.Watcher(_store, folders).start()
 
 
-def start_watcher(store: Store, folders: Sequence[str]) -> Optional[watch_service.Watcher]:
-    """Start (once per server process) the watcher of ``store``; None when the settings are wrong."""
+def _start(store: Store, folders: Sequence[str]) -> Optional[watch_service.Watcher]:
     with user_errors():
         return _watcher(store.url, tuple(folders), store)
     return None
 
 
+def start_watcher(store: Store, folders: Sequence[str]) -> Optional[watch_service.Watcher]:
+    """Start (once per server process) the watcher of ``store``; None when the settings are wrong.
+
+    app.py calls this before every page draws: a store whose database server cannot be reached (a
+    team store's PostgreSQL server stopped) stops the page here with one line, the password masked,
+    instead of a traceback from the page's first query. The watcher's thread retries on its own, and
+    the page draws again at the next rerun once the server is back."""
+    watcher = _start(store, folders)
+    try:
+        check_reachable(store)
+    except ScaleScopeError as exc:
+        retry = f" The watcher retries every {fmt.duration(watcher.interval)}." if watcher is not None else ""
+        st.error(literal(f"{exc}{retry} Reload the page once the server is back."))
+        st.stop()
+    return watcher
+
+
 def current_watcher(store: Store) -> Optional[watch_service.Watcher]:
     import sys
 
-    return start_watcher(store, watch_args(sys.argv[1:]))
+    return _start(store, watch_args(sys.argv[1:]))
 
 
 def _ago(seconds: float) -> str:
@@ -128,8 +146,12 @@ def follow_live(store: Store, every: Optional[float] = None) -> None:
 
     @st.fragment(run_every=interval)
     def _follow():
-        if watch_service.change_marker(store) != st.session_state.get(MARKER_KEY):
-            st.rerun()  # the whole page: the table, the metric list and the chart pick up the new rows
-        live_caption(store)
+        try:
+            if watch_service.change_marker(store) != st.session_state.get(MARKER_KEY):
+                st.rerun()  # the whole page: the table, the metric list and the chart pick up the new rows
+            live_caption(store)
+        except ScaleScopeError as exc:  # the store's server went away while the page is open: one line,
+            st.session_state[MARKER_KEY] = None  # and the whole page again once it is back
+            st.error(literal(exc))
 
     _follow()

@@ -14,12 +14,18 @@ from db.store import DUPLICATE_POLICIES, EDITABLE_SIZE_FIELDS, X_AXES, Store, de
 
 __all__ = ["DUPLICATE_POLICIES", "EDITABLE_SIZE_FIELDS", "X_AXES", "Store", "default_url", "open_store",
            "list_runs", "update_run", "delete_runs", "metric_names", "metrics", "curves", "export_metrics",
-           "store_version"]
+           "store_version", "check_reachable"]
 
 
 def open_store(url: Optional[str] = None) -> Store:
     """The Store at ``url``, else $SCALESCOPE_DB_URL, else the default DuckDB file."""
     return Store(url) if url else Store()
+
+
+def check_reachable(store: Store) -> None:
+    """Raise StoreError, one line with the password masked, when the store's database server cannot
+    be reached now (a team store's PostgreSQL server stopped); nothing for a DuckDB file."""
+    store.ping()
 
 
 def store_version(store: Store) -> tuple:
