@@ -34,6 +34,10 @@ from db import schema
 
 # Rows per COPY chunk: big enough that Arrow's CSV writer and the server's parser dominate.
 COPY_CHUNK_ROWS = 256_000
+# libpq's connect_timeout: a team store whose host does not answer fails in seconds with the one-line
+# "cannot be reached" error, not after the operating system's TCP timeout (minutes) with every page
+# and the watcher's scans blocked. A URL that sets connect_timeout itself keeps its value.
+CONNECT_TIMEOUT_S = 10
 # Advisory lock keys (PostgreSQL): one for creating/upgrading the schema, one space for run names.
 SCHEMA_LOCK_KEY = 0x5CA1E5C0
 RUN_NAME_LOCK_SPACE = 0x5CA1E
@@ -78,7 +82,7 @@ def for_conn(conn) -> "Dialect":
 class Dialect:
     name = ""
 
-    def engine_options(self) -> dict:
+    def engine_options(self, url: str) -> dict:
         return {}
 
     def prepare_engine(self, engine) -> None:
@@ -154,9 +158,12 @@ class PostgreSQL(Dialect):
 
     name = "postgresql"
 
-    def engine_options(self) -> dict:
+    def engine_options(self, url: str) -> dict:
         # pre_ping: a pooled connection that died with a restarted server is replaced, not used.
-        return {"pool_pre_ping": True}
+        options = {"pool_pre_ping": True}
+        if "connect_timeout" not in sa.engine.make_url(url).query:  # the URL's own setting wins
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        return options
 
     def prepare_engine(self, engine) -> None:
         sa.event.listen(engine, "connect", _session_settings)

@@ -149,7 +149,7 @@ watch_files = Table(
     Column("inode", BigInteger),                  # a new inode = the file was replaced: read it again whole
     Column("consumed", BigInteger),               # byte offset read up to (complete lines / records)
     Column("state", Text),                        # JSON: the reader's resume state (header, wall-time origin, ...)
-    Column("status", String, nullable=False),     # ok | waiting | error | gone
+    Column("status", String, nullable=False),     # ok | waiting | catching up | error | gone
     Column("error", Text),                        # why the file stopped (status error), literally
     Column("n_rows", BigInteger),                 # metric rows this file has stored
     Column("updated_at", Double),                 # Unix time of the last change of this row

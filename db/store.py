@@ -158,7 +158,7 @@ class Store:
         self._changes_key = self.url
         self.engine = None
         try:
-            self.engine = sa.create_engine(self.url, **self.dialect.engine_options())
+            self.engine = sa.create_engine(self.url, **self.dialect.engine_options(self.url))
             self.dialect.prepare_engine(self.engine)
             self._start_engine(self.engine, self.display_url, create, check)
         except Exception as exc:

@@ -189,6 +189,20 @@ def test_passwords_never_appear_in_errors_or_output(pg_url, pg_server, tmp_path)
     assert secret not in str(restore_store(tmp_path / "b", target))
 
 
+def test_connections_give_up_on_a_silent_host_in_seconds(pg_url):
+    """libpq's connect_timeout is set (db.dialects.CONNECT_TIMEOUT_S), so an unreachable host is the
+    one-line 'cannot be reached' error within seconds; a URL that sets its own value keeps it."""
+    s = Store(pg_url)
+    try:
+        with s.engine.connect() as conn:
+            dsn = conn.connection.dbapi_connection.info.dsn
+        assert f"connect_timeout={dialects.CONNECT_TIMEOUT_S}" in dsn
+    finally:
+        s.close()
+    own = dialects.POSTGRESQL.engine_options(pg_url + "?connect_timeout=3")
+    assert "connect_args" not in own and own["pool_pre_ping"]
+
+
 def test_safe_url_and_scrub():
     url = "postgresql+psycopg://alice:hunter2@db.example:5432/team"
     assert dialects.safe_url(url) == "postgresql+psycopg://alice:***@db.example:5432/team"
