@@ -181,7 +181,8 @@ def test_seed_and_schema_version(tmp_path, monkeypatch):
     added = seed_if_empty(s)  # the bundled snapshot: the demo sweep and the example datasets
     assert added == len(s.run_names()) >= expected
     assert seed_if_empty(s) == 0  # only into an empty store
-    fv = s.final_values("eval_loss" if demo else "loss")
+    # the demo sweep's runs (the store also holds the mixture sweep and the example datasets)
+    fv = s.final_values("eval_loss" if demo else "loss", [r.name for r in demo[0]] if demo else None)
     assert len(fv) == expected
     # every demo run obeys C = 6·N_active·D exactly (Kaplan et al. 2020)
     assert np.allclose(fv["flops"], 6 * fv["n_active_params"] * fv["tokens"], rtol=1e-6)
@@ -269,7 +270,7 @@ def test_bundled_probe_sweep_fits_with_sensible_exponents(tmp_path, monkeypatch)
     monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
     s = Store(f"duckdb:///{tmp_path / 's.duckdb'}")
     seed_if_empty(s)
-    fv = s.final_values("eval_loss")
+    fv = s.final_values("eval_loss", [r.name for r in demo[0]])  # not the mixture sweep's runs
     fit = fit_chinchilla(fv["n_active_params"], fv["tokens"], fv["value"],
                          Approach3Settings(n_bootstrap=0, a_grid=(0.0, 5.0, 10.0), b_grid=(0.0, 5.0, 10.0),
                                            e_grid=(0.0, 1.0), alpha_grid=(0.5, 1.0), beta_grid=(0.5, 1.0)))
