@@ -75,5 +75,5 @@ def backtest() -> None:
 
 if __name__ == "__main__":
     synthetic("lr-annealing", (2.0, 0.35, 0.45, 0.58), 5000, seeds=40, bootstrap=200)
-    synthetic("multi-power", (2.0, 0.35, 0.45, 400.0, 2.0, 0.5, 0.5), 6000, seeds=10, bootstrap=50)
+    synthetic("multi-power", (2.0, 0.35, 0.45, 400.0, 2.0, 0.5, 0.5), 6000, seeds=20, bootstrap=50)
     backtest()

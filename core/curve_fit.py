@@ -189,12 +189,17 @@ def forecast_curve(steps, loss, lr: np.ndarray, warmup_steps: int, config: Curve
         rng = np.random.default_rng(config.seed)
         n, block = len(resid), max(1, min(config.block, len(resid) // 4 or 1))
         finals = np.empty((config.bootstrap, len(curve_steps)))
+        pool = law.starts(f, fit_loss) if law.bootstrap_restarts else []
         for b in range(config.bootstrap):
             # moving-block bootstrap of the log residuals (Künsch 1989): keeps their correlation
             starts = rng.integers(0, n - block + 1, size=int(np.ceil(n / block)))
             res_b = np.concatenate([resid[s:s + block] for s in starts])[:n]
             log_b = np.log(np.maximum(fitted, 1e-12)) - res_b
-            theta_b, _ = _solve(law, f, log_b, [theta], f_scale)
+            # each refit starts from the best fit and, for a weakly identified law, from some of its
+            # usual starts in turn, so that a replicate can reach the law's other optima (the whole fit
+            # is what the bootstrap must repeat; starting from θ alone narrows the interval)
+            k = law.bootstrap_restarts
+            theta_b, _ = _solve(law, f, log_b, [theta] + [pool[(b * k + j) % len(pool)] for j in range(k)], f_scale)
             finals[b] = law.predict_fit(theta_b, fc)
             report(progress, b + 1, config.bootstrap, f"bootstrap {b + 1}/{config.bootstrap}")
         tail = (1 - config.confidence) / 2

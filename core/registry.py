@@ -425,7 +425,7 @@ CURVE_LAWS = {
         ("L0", "A", "alpha", "B", "C", "beta", "gamma"), ("L0", "A", "alpha", "phi", "C", "beta", "gamma"),
         multi_power_loss, multi_power_starts,
         (0.0, 0.0, 1e-3, 0.0, 0.0, 0.1, 0.1), (np.inf, np.inf, 3.0, 1.0, np.inf, 2.0, 1.0), 150,
-        fit_predict=multi_power_fit_space, to_law=multi_power_to_law),
+        fit_predict=multi_power_fit_space, to_law=multi_power_to_law, bootstrap_restarts=1),
 }
 
 

@@ -31,7 +31,10 @@ RUN_SETTINGS = ("forecast_mode", "forecast_kind", "forecast_total", "forecast_pe
                 "forecast_final", "forecast_decay", "forecast_decay_shape")
 INFERRED = "inferred from its logged LR"
 DECLARED = "declared here"
-BOOTSTRAP = 100  # refits for the band: ~1 s on a 2-core CPU for a demo run, interval stable to ~3 digits
+# Refits for the band, per law: LR annealing ~1 s for a demo run on a 2-core CPU, interval stable to ~3
+# digits; the multi-power law's refits cost ~10× more (seven parameters, a second start each), so 50,
+# as in benchmarks/forecast.py where its coverage is measured: a few seconds.
+BOOTSTRAP = {"lr-annealing": 100, "multi-power": 50}
 
 
 @st.cache_data(show_spinner="Fitting the loss-curve law…", max_entries=32)
@@ -39,7 +42,8 @@ def _forecast(_store: Store, url: str, run: str, metric: str, law: str, schedule
               total_steps: Optional[int], version: tuple, confidence: float) -> forecast_service.RunForecast:
     sched = Schedule(*schedule) if schedule else None
     return forecast_service.forecast_run(_store, run, metric=metric, law=law, schedule=sched,
-                                         total_steps=total_steps, bootstrap=BOOTSTRAP, seed=0, confidence=confidence)
+                                         total_steps=total_steps, bootstrap=BOOTSTRAP.get(law, 50), seed=0,
+                                         confidence=confidence)
 
 
 @st.cache_data(show_spinner="Back-testing on 20/40/60% of the run…", max_entries=32)
@@ -118,7 +122,7 @@ def forecast_panel(store: Store, runs: pd.DataFrame, chosen: list) -> None:
     version = (int(row.get("n_metric_rows", 0)), None if last_grew is None or pd.isna(last_grew) else float(last_grew))
     if not st.toggle("Forecast this run", key="forecast_on",
                      help="Fits the schedule-aware curve law (Tissue et al. 2024 or Luo et al. 2025) to the "
-                          "logged curve, with a bootstrap band; about a second per run."):
+                          "logged curve, with a bootstrap band; about a second per run (the multi-power law: several)."):
         return
     with user_errors():
         # the band at the app's one interval level (the sidebar's setting, pages.common)
