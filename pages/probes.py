@@ -263,6 +263,46 @@ if mode == MODES["sweep"]:
 else:
     throughput_section()
 
+def _isoflop_figure(runs) -> go.Figure:
+    """An IsoFLOP sweep: final held-out loss by size, one line per budget."""
+    fig = go.Figure()
+    budgets = sorted(runs["budget_flops"].unique())
+    for budget, color in zip(budgets, theme.sequential_colors(budgets)):
+        part = runs[runs["budget_flops"] == budget].sort_values("n_active_params")
+        fig.add_trace(go.Scatter(x=part["n_active_params"], y=part["final_eval_loss"], mode="lines+markers",
+                                 name=f"C = {fmt.flops(budget)}", line=dict(color=color),
+                                 customdata=[[theme.name(r), fmt.count(n), fmt.loss(y)] for r, n, y in
+                                             zip(part["name"], part["n_active_params"], part["final_eval_loss"])],
+                                 hovertemplate="%{customdata[0]}<br>N %{customdata[1]}<br>loss %{customdata[2]}"
+                                               "<extra></extra>"))
+    fig.update_layout(title="IsoFLOP curves: final held-out loss by size",
+                      xaxis_title="active parameters N", yaxis_title="held-out loss (nats/token)", height=380,
+                      margin=dict(t=40))
+    fig.update_xaxes(**fmt.log_axis("count", runs["n_active_params"]))
+    return fig
+
+
+def _mixture_figure(runs) -> go.Figure:
+    """A D-CPT mixture sweep: final domain (solid) and general (dashed) loss along the domain ratio r_d,
+    one colour per (N, D)."""
+    fig = go.Figure()
+    cells = sorted({(float(n), float(d)) for n, d in zip(runs["n_active_params"], runs["tokens"])})
+    for (n, d), color in zip(cells, theme.sequential_colors([n * d for n, d in cells])):
+        part = runs[(runs["n_active_params"] == n) & (runs["tokens"] == d)].sort_values("mixture_ratio")
+        for column, corpus, dash in (("final_domain_loss", "domain", "solid"), ("final_general_loss", "general", "dash")):
+            fig.add_trace(go.Scatter(
+                x=part["mixture_ratio"], y=part[column], mode="lines+markers", line=dict(color=color, dash=dash),
+                name=f"N {fmt.count(n)}, D {fmt.count(d)}: {corpus}",
+                customdata=[[theme.name(r), fmt.ratio(x), fmt.loss(y)] for r, x, y in
+                            zip(part["name"], part["mixture_ratio"], part[column])],
+                hovertemplate=f"%{{customdata[0]}}<br>r_d %{{customdata[1]}}<br>{corpus} loss %{{customdata[2]}}"
+                              "<extra></extra>"))
+    fig.update_layout(title="Mixture sweep: final domain (solid) and general (dashed) loss by domain ratio",
+                      xaxis_title="domain ratio r_d", yaxis_title="held-out loss (nats/token)", height=380,
+                      margin=dict(t=40))
+    return fig
+
+
 # ============================================================================================ stored sweeps
 st.subheader("Stored sweeps")
 sweeps = cached(probe_runs.list_sweeps)
@@ -279,23 +319,13 @@ else:
     if runs.empty:
         st.warning("The runs of this sweep are no longer in the store (deleted on the Runs page).")
     else:
-        fig = go.Figure()
-        budgets = sorted(runs["budget_flops"].unique())
-        for budget, color in zip(budgets, theme.sequential_colors(budgets)):
-            part = runs[runs["budget_flops"] == budget].sort_values("n_active_params")
-            fig.add_trace(go.Scatter(x=part["n_active_params"], y=part["final_eval_loss"], mode="lines+markers",
-                                     name=f"C = {fmt.flops(budget)}", line=dict(color=color),
-                                     customdata=[[theme.name(r), fmt.count(n), fmt.loss(y)] for r, n, y in
-                                                 zip(part["name"], part["n_active_params"], part["final_eval_loss"])],
-                                     hovertemplate="%{customdata[0]}<br>N %{customdata[1]}<br>loss %{customdata[2]}"
-                                                   "<extra></extra>"))
-        fig.update_layout(title="IsoFLOP curves: final held-out loss by size",
-                          xaxis_title="active parameters N", yaxis_title="held-out loss (nats/token)", height=380,
-                          margin=dict(t=40))
-        fig.update_xaxes(**fmt.log_axis("count", runs["n_active_params"]))
-        st.plotly_chart(fig, width="stretch", key="sweep_isoflop_chart")
-        st.dataframe(fmt.table(runs, {"budget_flops": "flops", "flops": "flops", "final_eval_loss": "loss",
-                                      "final_train_loss": "loss", "wall_time_s": "ratio"}),
+        mixture = probe_runs.is_mixture_sweep(runs)
+        st.plotly_chart(_mixture_figure(runs) if mixture else _isoflop_figure(runs), width="stretch",
+                        key="sweep_isoflop_chart")
+        shown = runs.drop(columns=["budget_flops", "final_train_loss"] if mixture else list(probe_runs.MIXTURE_COLUMNS))
+        st.dataframe(fmt.table(shown, {"budget_flops": "flops", "flops": "flops", "final_eval_loss": "loss",
+                                       "final_train_loss": "loss", "wall_time_s": "ratio", "mixture_ratio": "ratio",
+                                       "final_domain_loss": "loss", "final_general_loss": "loss"}),
                      hide_index=True, width="stretch", key="sweep_runs_table")
         c1, c2 = st.columns([1, 3])
         if c1.button("Fit this sweep", key="sweep_fit", type="primary"):
@@ -303,10 +333,14 @@ else:
             st.session_state["fit_dataset"] = tag
             st.session_state["fit_filter"] = ""
             st.session_state["fit_runs"] = runs["name"].tolist()
-            st.session_state["fit_metric"] = "eval_loss"
+            st.session_state["fit_metric"] = "domain_loss" if mixture else "eval_loss"
+            if mixture:  # Que et al. 2024's law of the domain corpus (its general-loss twin is one pick away)
+                st.session_state["fit_law"] = "dcpt_domain"
             st.switch_page("pages/fits.py")
-        c2.caption(f"Opens the Fits page with the {len(runs)} runs tagged {literal(tag)} selected and the held-out loss "
-                   "(eval_loss) as target. The runs are also on the Runs page (filter by the tag).")
+        target = ("the D-CPT domain-loss law and the final domain loss (domain_loss)" if mixture else
+                  "the held-out loss (eval_loss)")
+        c2.caption(f"Opens the Fits page with the {len(runs)} runs tagged {literal(tag)} selected and {target} as "
+                   "target. The runs are also on the Runs page (filter by the tag).")
 
 # ============================================================================================ stored throughput
 st.subheader("Stored throughput probes")

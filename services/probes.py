@@ -382,7 +382,18 @@ def sweep_runs(store: Store, tag: str) -> pd.DataFrame:
     out["final_eval_loss"] = configs.map(lambda c: c.get("final_eval_loss"))
     out["final_train_loss"] = configs.map(lambda c: c.get("final_train_loss"))
     out["wall_time_s"] = configs.map(lambda c: c.get("wall_time_s"))
+    # a D-CPT mixture sweep (core/probes/mixture.py) has no budget: its runs vary the domain ratio
+    for key in MIXTURE_COLUMNS:
+        out[key] = configs.map(lambda c: c.get(key))
     return out.reset_index(drop=True)
+
+
+MIXTURE_COLUMNS = ("mixture_ratio", "final_domain_loss", "final_general_loss")
+
+
+def is_mixture_sweep(runs: pd.DataFrame) -> bool:
+    """Whether :func:`sweep_runs` rows are a mixture sweep's (each run has its domain ratio)."""
+    return not runs.empty and bool(runs["mixture_ratio"].notna().all())
 
 
 # ============================================================================================ throughput

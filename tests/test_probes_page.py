@@ -4,8 +4,11 @@ sweep" opening the Fits page with the sweep selected; a throughput probe shown a
 configurations give one st.error before any work and store nothing."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+
+import numpy as np
 
 import sqlalchemy as sa
 import torch
@@ -25,6 +28,13 @@ def chart(at: AppTest, key_part: str) -> dict:
         if key_part in c.proto.id:
             return json.loads(c.proto.spec)
     raise AssertionError(f"no chart {key_part!r} in {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def values(array) -> np.ndarray:
+    """A chart's x or y: a list, or Plotly's typed array ({"dtype", "bdata": base64})."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array, dtype=np.float64)
 
 
 def tiny_sweep(at: AppTest) -> AppTest:
@@ -145,3 +155,29 @@ def test_the_demo_sweep_is_listed_under_stored_sweeps(page_store, monkeypatch):
     assert not at.exception and not at.error
     assert at.selectbox(key="sweep_shown").value == "demo"
     assert len(chart(at, "sweep_isoflop_chart")["data"]) == 3  # three budgets
+
+
+def test_the_demo_mixture_sweep_shows_its_ratio_chart_and_opens_the_dcpt_fit(page_store, monkeypatch):
+    """The demo's D-CPT mixture sweep (no FLOP budget: its runs vary the domain ratio) is drawn as final
+    domain and general loss along r_d, one colour per (N, D), and "Fit this sweep" opens the Fits page
+    on the D-CPT domain-loss law and the final domain loss."""
+    import pages.common
+
+    monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
+    monkeypatch.setattr(pages.common, "_leave_pages_folder_mode", lambda: None)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/probes.py").run()
+    at.selectbox(key="sweep_shown").set_value("sweep=demo-mixture").run()
+    assert not at.exception and not at.error
+    mix = chart(at, "sweep_isoflop_chart")
+    assert len(mix["data"]) == 8  # 2 sizes × 2 token counts, domain and general each
+    domain = [t for t in mix["data"] if t["name"].endswith(": domain")]
+    assert len(domain) == 4 and all(np.allclose(values(t["x"]), [0.1, 0.3, 0.5, 0.7, 0.9]) for t in domain)
+    assert all(values(t["y"])[0] > values(t["y"])[-1] for t in domain)  # more domain data: lower domain loss
+    table = next(d.value for d in at.dataframe if "mixture_ratio" in d.value.columns)
+    assert {"final_domain_loss", "final_general_loss"} <= set(table.columns)
+    assert "budget_flops" not in table.columns and len(table) == 20
+    at.button(key="sweep_fit").click().run()
+    assert not at.exception and [t.value for t in at.title] == ["Fits"]
+    assert at.selectbox(key="fit_law").value == "dcpt_domain"
+    assert at.selectbox(key="fit_metric").value == "domain_loss"
