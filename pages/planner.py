@@ -236,7 +236,7 @@ def allocation_figure(law, flops, best, frontier, aware=None, moe=None, extra=No
     if moe is not None:
         data.append(_scatter(x=[math.log10(moe.n_active_params)], y=[math.log10(moe.tokens)], mode="markers",
                              marker={"size": 12, "color": theme.SECOND, "symbol": "square"},
-                             name=f"MoE, {moe.n_experts:g} experts (active N)",
+                             name=f"MoE, {fmt.integer(moe.n_experts)} experts (active N)",
                              hovertemplate=f"N active {human(moe.n_active_params)}<br>D {human(moe.tokens)}"
                                            "<extra></extra>"))
     layout = {"height": 640, "margin": {"t": 30, "l": 10, "r": 10, "b": 10},
@@ -330,7 +330,7 @@ def cluster_inputs(problems: list[str], probes, with_size: bool) -> dict:
     source = "assumed"
     if len(measured):
         mfu_labels = {"assumed": "assumed (slider)"} | {
-            f"probe-{int(r.id)}": f"measured: {r.device} {r.dtype} ({r.kind}) {r.mfu:.1%}"
+            f"probe-{int(r.id)}": f"measured: {r.device} {r.dtype} ({r.kind}) {fmt.percent(r.mfu, 1)}"
             for r in measured.itertuples()}
         source = cols[2].selectbox("MFU from", list(mfu_labels), format_func=mfu_labels.get,
                                    key="planner_mfu_source",
@@ -454,8 +454,8 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
 
     if budget is not None:
         hours, cost = budget.accelerator_hours, budget.cost
-        st.caption(f"{budget.count:g} × {budget.accelerator} ({budget.dtype}, {budget.peak_tflops:g} TFLOP/s dense) "
-                   f"× {budget.days:g} days × MFU {fmt.percent(budget.mfu, 0)} = {fmt.flops(budget.flops)} FLOPs. "
+        st.caption(f"{fmt.number(budget.count)} × {budget.accelerator} ({budget.dtype}, {fmt.number(budget.peak_tflops)} TFLOP/s dense) "
+                   f"× {fmt.number(budget.days)} days × MFU {fmt.percent(budget.mfu, 0)} = {fmt.flops(budget.flops)} FLOPs. "
                    f"Peak: {budget.source}.")
     else:
         hours, cost = None, None
@@ -480,8 +480,8 @@ def results(choice, flops, hardware, inference_tokens, experts, fits) -> None:
     metric(cols[3], "planner_loss", "Loss (nats/token)", fmt.loss(best.loss), band("loss", "loss"))
     metric(cols[4], "planner_flops", "FLOPs (6·N*·D*)", fmt.flops(best.flops))
     if cost is not None:
-        metric(cols[5], "planner_cost", "Cost", human(cost), help=f"{hours:,.0f} accelerator-hours × "
-               f"{hardware['price']:g} per hour")
+        metric(cols[5], "planner_cost", "Cost", human(cost), help=f"{fmt.integer(hours)} accelerator-hours × "
+               f"{fmt.number(hardware['price'])} per hour")
     elif hours is not None:
         metric(cols[5], "planner_hours", "Accelerator-hours", human(hours),
                help=f"at MFU {fmt.percent(hardware['mfu'], 0)}; set a price per accelerator-hour (Hardware and cost) for cost")
@@ -531,7 +531,7 @@ def moe_section(choice, flops, experts, fits):
         metric(cols[2], "planner_moe_total", "Total parameters", human(moe.n_total_params),
                help="All experts stored (each expert ≈ 1/3 of the dense base: every other layer's FFN).")
         metric(cols[3], "planner_moe_tokens", "Training tokens", human(moe.tokens))
-        metric(cols[4], "planner_moe_loss", "Predicted loss", f"{moe.loss:.4f}")
+        metric(cols[4], "planner_moe_loss", "Predicted loss", fmt.loss(moe.loss))
         st.caption(f"Source: {literal(citation)}")
         return moe
     return None
@@ -550,7 +550,7 @@ def inference_section(choice, best, inference_tokens):
     st.session_state.setdefault("planner_target", "budget")
     c1, c2 = st.columns([3, 1])
     target = c1.radio("Target quality", list(targets), format_func=targets.get, key="planner_target",
-                      horizontal=True, help=f"This budget's compute-optimal loss: {best.loss:.4f}")
+                      horizontal=True, help=f"This budget's compute-optimal loss: {fmt.loss(best.loss)}")
     aware = None
     with user_errors():
         if target == "model":
@@ -569,12 +569,12 @@ def inference_section(choice, best, inference_tokens):
     cols = st.columns(5)
     metric(cols[0], "planner_aware_n_params", "Model size", human(aware.n_params))
     metric(cols[1], "planner_aware_tokens", "Training tokens", human(aware.tokens),
-           help=f"{aware.tokens_per_param:.3g} tokens per parameter")
+           help=f"{fmt.ratio(aware.tokens_per_param)} tokens per parameter")
     metric(cols[2], "planner_aware_total_flops", "Total FLOPs (train + infer)", fmt.flops(aware.total_flops),
            help=f"training {fmt.flops(aware.training_flops)} + inference {fmt.flops(aware.inference_flops)}")
-    metric(cols[3], "planner_aware_saving", "Saving vs Chinchilla-optimal", f"{aware.flops_saving:.1%}",
+    metric(cols[3], "planner_aware_saving", "Saving vs Chinchilla-optimal", fmt.percent(aware.flops_saving, 1),
            help="1 − total FLOPs / total FLOPs of the Chinchilla-optimal model of the same loss")
-    metric(cols[4], "planner_aware_loss", "Loss reached", f"{aware.loss:.4f}")
+    metric(cols[4], "planner_aware_loss", "Loss reached", fmt.loss(aware.loss))
     st.caption(f"Chinchilla-optimal model of the same loss: {human(aware.chinchilla.n_params)} parameters on "
                f"{human(aware.chinchilla.tokens)} tokens, {fmt.flops(aware.chinchilla_total_flops)} FLOPs "
                + (f"with {human(aware.inference_tokens)} inference tokens." if aware.inference_tokens else
@@ -620,13 +620,13 @@ def fine_grained_section(flops, fits):
             best = fgm.moe_plan(flops, p, fgm.MoEShape(float(expansion), float(granularity), k))
             plans = [best]
         cols = st.columns(6)
-        metric(cols[0], "planner_fg_granularity_out", "Granularity G", f"{best.granularity:g}")
+        metric(cols[0], "planner_fg_granularity_out", "Granularity G", fmt.number(best.granularity))
         metric(cols[1], "planner_fg_active", "Active N* (fine-grained)", human(best.n_active_params))
         metric(cols[2], "planner_fg_tokens", "Tokens D* (fine-grained)", human(best.tokens))
         metric(cols[3], "planner_fg_total", "Total parameters (fine-grained)", human(best.n_total_params))
-        metric(cols[4], "planner_fg_router", "Router FLOPs", f"{best.router_flops_share:.1%}")
-        metric(cols[5], "planner_fg_loss", "Loss (fine-grained)", f"{best.loss:.4f}")
-        st.caption(f"{best.flops_rule}; d_model = {fgm.ASPECT_RATIO:g}·n_blocks; the law reads all "
+        metric(cols[4], "planner_fg_router", "Router FLOPs", fmt.percent(best.router_flops_share, 1))
+        metric(cols[5], "planner_fg_loss", "Loss (fine-grained)", fmt.loss(best.loss))
+        st.caption(f"{best.flops_rule}; d_model = {fmt.number(fgm.ASPECT_RATIO)}·n_blocks; the law reads all "
                    f"{human(best.n_total_params)} parameters (every expert), the FLOPs the active ones. "
                    + " ".join(best.notes)
                    + " Losses are on the paper's data (C4): compare allocations with the dense law above, not losses.")
@@ -756,7 +756,7 @@ def dcpt_section(fits) -> None:
     """Que et al. 2024: the domain ratio r_d minimising the domain loss with the general loss ≤ a limit."""
     st.subheader("Domain mixture for continual pre-training (D-CPT law, Que et al. 2024)")
     demo = {"demo": "demo law (core/dcpt.py)"}
-    c = st.columns(4)
+    c = st.columns(2) + st.columns(4)  # the law pickers on a row of their own (fit names are long); N, D, limit
     domain_key = c[0].selectbox("Domain-loss law", list(demo | _stored_params(fits, ("dcpt_domain",))),
                                 format_func=(demo | _stored_params(fits, ("dcpt_domain",))).get,
                                 key="planner_dcpt_domain")
@@ -773,16 +773,16 @@ def dcpt_section(fits) -> None:
             stored_fit(fits, general_key)["params"])
         curves = dcpt.ratio_curves(n, d, domain, general)
         finite = curves["general_loss"][np.isfinite(curves["general_loss"])]
-        c1, c2 = st.columns([1, 3])
+        c1, c2 = c[4], c[5]
         limited = c1.checkbox("Limit the general loss", value=True, key="planner_dcpt_limited")
         st.session_state.setdefault("planner_dcpt_limit", round(float(np.median(finite)), 3))
         limit = c2.number_input("General loss at most (nats)", format="%.4f", key="planner_dcpt_limit",
                                 disabled=not limited)
         mix = dcpt.optimal_ratio(n, d, domain, general, limit if limited else None)
         cols = st.columns(4)
-        metric(cols[0], "planner_dcpt_ratio", "Domain ratio r_d*", f"{mix.domain_ratio:.3f}")
-        metric(cols[1], "planner_dcpt_domain_loss", "Domain loss", f"{mix.domain_loss:.4f}")
-        metric(cols[2], "planner_dcpt_general_loss", "General loss", f"{mix.general_loss:.4f}")
+        metric(cols[0], "planner_dcpt_ratio", "Domain ratio r_d*", fmt.number(mix.domain_ratio, 3))
+        metric(cols[1], "planner_dcpt_domain_loss", "Domain loss", fmt.loss(mix.domain_loss))
+        metric(cols[2], "planner_dcpt_general_loss", "General loss", fmt.loss(mix.general_loss))
         metric(cols[3], "planner_dcpt_binds", "Limit binds", "yes" if mix.constrained else "no")
         data = [_scatter(x=curves["domain_ratio"], y=curves[k], mode="lines", name=label)
                 for k, label in (("domain_loss", "domain loss L_d"), ("general_loss", "general loss L_g"))]
