@@ -23,7 +23,6 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import pandas as pd
 
-import psycopg  # the PostgreSQL driver: db/ is the one layer that may import it
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -193,6 +192,8 @@ class PostgreSQL(Dialect):
             conn.exec_driver_sql(f"SELECT brin_summarize_new_values('{METRICS_BRIN}')")
 
     def connection_lost(self, url: str, exc: BaseException) -> Optional[StoreError]:
+        import psycopg  # the PostgreSQL driver, imported by a PostgreSQL store only (~0.2 s a DuckDB CLI run spares)
+
         orig = getattr(exc, "orig", None) or exc
         lost = isinstance(orig, psycopg.OperationalError) or (
             isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
@@ -298,6 +299,8 @@ def copy_batches(conn, table_name: str, columns: list[str], batches: Iterable[pa
     in a background thread while this one sends, so the file reader, the encoder and the server work
     at the same time.
     """
+    import psycopg  # PostgreSQL only: a DuckDB store never imports the driver
+
     raw = conn.connection.driver_connection
     cols = ", ".join(f'"{c}"' for c in columns)
     batches = iter(batches)

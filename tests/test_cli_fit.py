@@ -185,7 +185,8 @@ def test_csv_selection_read_column_wise_equals_the_run_by_run_read(tmp_path, ref
 
 # DuckDB only: the check that the fit was stored is that the DuckDB driver was imported.
 def test_fit_csv_starts_without_scipy(tmp_path):
-    """`cli.py fit --csv` imports neither scipy (the fit is core.fitting's own Newton) nor torch or transformers."""
+    """`cli.py fit --csv` imports neither scipy (the fit is core.fitting's own Newton) nor torch or transformers,
+    nor, on a DuckDB store, the PostgreSQL driver (~0.2 s of start-up; db.dialects imports it lazily)."""
     path = tmp_path / "t.csv"
     path.write_text("N,D,loss\n" + "".join(f"{n:g},{20 * n * k:g},{1.7 + 400 / n ** 0.34 + 400 / (20 * n * k) ** 0.28:.6f}\n"
                                           for n in (1e7, 3e7, 1e8, 3e8) for k in (0.5, 1, 2)))
@@ -195,4 +196,4 @@ def test_fit_csv_starts_without_scipy(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "importers.summary" in imported and "duckdb" in imported  # the table was read and the fit stored
-    assert not {"torch", "transformers", "scipy", "scipy.optimize"} & imported
+    assert not {"torch", "transformers", "scipy", "scipy.optimize", "psycopg"} & imported
