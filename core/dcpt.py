@@ -16,10 +16,11 @@ The constrained optimum of their §4 ("usage 1"): the domain ratio r_d that mini
 L_g(N, D, 1 − r_d) ≤ L_max (the general ability must not fall below a floor), at a given N and D
 (``optimal_ratio``).
 
-Which form and why: only the paper's abstract could be reached while writing this (not its PDF), so
-the equation above is the form as we recall it from its §3.2 — compare it with the paper before quoting
-fitted values; its published constants were not available either, so no published number is reproduced. The tests check the law on a synthetic ground
-truth (exact recovery of known parameters) and the optimum against a brute-force grid; the demo
+Which form and why: the paper's PDF could not be reached while writing this. The form above is the
+paper's own "preferred parameterization" as its arXiv HTML (2406.01375v1) and a public summary of it
+state it, L(N, D, r) = E + A/N^α + B·r^η/D^β + C/(r + ε)^γ (checked 2026-11-29); its equation number
+and its published constants were not checked, so no published number is reproduced. The tests check
+the law on a synthetic ground truth (exact recovery of known parameters) and the optimum against a brute-force grid; the demo
 (assets/demo/mixture_*.csv) is a sweep ScaleScope measured itself (core/probes/mixture.py), fitted
 with this form. ε is a fitted parameter (bounded away from 0 by its log), so r = 0 stays finite.
 """
