@@ -1,5 +1,11 @@
-"""CLI: ingest logs, list, edit, export and delete runs (issue 2)."""
+"""CLI: ingest logs, list, tag, edit, export and delete runs (issue 2).
+
+    python cli.py runs [--json]
+    python cli.py runs tag NAME... [--add TAG]... [--remove TAG]... [--set TAG]... [--json]
+"""
 from __future__ import annotations
+
+import argparse
 
 from core.errors import InputError, StoreLockedError
 from core.validation import printable
@@ -21,8 +27,18 @@ def register(sub) -> None:
                                  "(default: the first file or folder's name without its extension)")
     p.set_defaults(handler=ingest)
 
-    p = add_common(sub.add_parser("runs", help="list stored runs"))
+    p = add_common(sub.add_parser("runs", help="list stored runs; `runs tag` changes their tags"))
     p.set_defaults(handler=list_runs)
+    actions = p.add_subparsers(dest="runs_command", metavar="{tag}")
+    p = _common_of_action(actions.add_parser(
+        "tag", help="add, remove or set the tags (datasets) of stored runs, in one transaction"))
+    p.add_argument("names", nargs="+", metavar="NAME", help="the runs to retag")
+    p.add_argument("--add", action="append", default=[], metavar="TAG", help="give the runs this tag (repeatable)")
+    p.add_argument("--remove", action="append", default=[], metavar="TAG",
+                   help="take this tag away from the runs (repeatable)")
+    p.add_argument("--set", action="append", default=None, metavar="TAG", dest="set_to",
+                   help="replace the runs' tags by these, before --add/--remove (repeatable)")
+    p.set_defaults(handler=tag_runs)
 
     p = add_common(sub.add_parser("export", help="write runs' metric rows to CSV or Parquet"))
     p.add_argument("--runs", nargs="+", required=True, metavar="NAME")
@@ -39,6 +55,17 @@ def register(sub) -> None:
     p = add_common(sub.add_parser("delete-runs", help="delete runs and their metrics"))
     p.add_argument("names", nargs="+")
     p.set_defaults(handler=delete_runs)
+
+
+def _common_of_action(p):
+    """add_common's --db and --json on an action of a command that takes them too (``runs tag``): left
+    unset unless given, so ``runs --db URL tag ...`` and ``runs tag ... --db URL`` both keep them
+    (argparse copies every value an action's parser holds over the command's)."""
+    add_common(p)
+    for action in p._actions:
+        if action.dest in ("db", "json"):
+            action.default = argparse.SUPPRESS
+    return p
 
 
 def ingest(args) -> int:
@@ -62,11 +89,30 @@ def ingest(args) -> int:
 def list_runs(args) -> int:
     frame = runs_service.list_runs(open_store(args))
     cols = ["name", "source_format", "arch", "n_params", "n_active_params", "tokens", "flops", "n_metric_rows"]
-    rows = [{("format" if c == "source_format" else c): r[c] for c in cols} for r in frame[cols].to_dict("records")]
+    tags = frame["tags"].map(runs_service.run_tags) if len(frame) else frame["tags"]
+    rows = [{**{("format" if c == "source_format" else c): r[c] for c in cols}, "tags": t}
+            for r, t in zip(frame[cols].to_dict("records"), tags)]
     # A terminal must never receive a name's control characters (an ANSI escape would restyle it).
-    text = frame[cols].assign(name=frame["name"].map(printable)).to_string(index=False) if len(frame) else "no runs"
+    text = frame[cols].assign(name=frame["name"].map(printable), tags=tags.map(_tag_list)).to_string(index=False) \
+        if len(frame) else "no runs"
     emit(args, {"runs": rows}, text)
     return 0
+
+
+def tag_runs(args) -> int:
+    changes = runs_service.retag_runs(open_store(args), args.names, add=args.add, remove=args.remove,
+                                      set_to=args.set_to)
+    n = sum(c["changed"] for c in changes)
+    # names and tags are the user's own strings: printed literally, their control characters escaped
+    lines = [f"{printable(c['name'])}: " + (f"{_tag_list(c['before'])} -> {_tag_list(c['after'])}"
+                                             if c["changed"] else f"unchanged ({_tag_list(c['after'])})")
+             for c in changes]
+    emit(args, {"runs": changes, "changed": n}, "\n".join(lines + [f"retagged {n} of {len(changes)} run(s)"]))
+    return 0
+
+
+def _tag_list(tags) -> str:
+    return "[" + ", ".join(printable(t) for t in tags) + "]"
 
 
 def export(args) -> int:
