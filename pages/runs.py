@@ -105,22 +105,44 @@ if name_filter:
 # Sortable (click a header); sizes no run has are left out, so the table is not a wall of empty cells,
 # and a size one run lacks shows as a dash (placeholder), not a grey "None"; the column stays numeric.
 view = charts.table_view(table, runs, always=("arch", "n_params", "tokens_per_step"))
+# Sizes and tags are edited in place; "Save edits" stores them (the other columns are read-only). A save
+# gives the editor a new key: a fresh editor whose table is the saved one (a keyed editor would keep its
+# edits over the new values, and the save button with them).
+saves = st.session_state.setdefault("runs_table_saves", 0)
+editor_key = "runs_table" + (f"_{saves}" if saves else "")
 edited = st.data_editor(
-    view, key="runs_table", hide_index=True, width="stretch", placeholder="—",
-    disabled=["name", "source_format", "n_metric_rows", "tags", "tokens", "flops"],
+    view, key=editor_key, hide_index=True, width="stretch", placeholder="—",
+    disabled=["name", "source_format", "n_metric_rows", "tokens", "flops"],
     # numbers stay numbers (sorting works) shown as core/format.py writes them: counts 73B, FLOPs 5.88e23
     column_config={c: st.column_config.NumberColumn(c, format="scientific" if c == "flops" else "compact", min_value=0)
                    for c in size_cols if c != "arch" and c in view}
-                  | {"arch": st.column_config.SelectboxColumn("arch", options=["dense", "moe"])},
+                  | {"arch": st.column_config.SelectboxColumn("arch", options=["dense", "moe"]),
+                     "tags": st.column_config.TextColumn(
+                         "tags", help="The run's datasets, comma-separated (the Dataset select above, the Fits and "
+                                      "Evals pages pick runs by one). Edit, then Save edits.")},
 )
-changes = st.session_state.get("runs_table", {}).get("edited_rows", {})
-if changes and st.button("Save size edits", key="save_sizes"):
+changes = st.session_state.get(editor_key, {}).get("edited_rows", {})
+if changes and st.button("Save edits", key="save_edits", help="Tags are saved in one transaction, then sizes"):
     with user_errors():
+        # every edited tag cell at once: all land, or (a bad tag) none
+        retagged = runs_service.set_run_tags(store, {
+            table.iloc[int(row)]["name"]: runs_service.tags_from_text(fields["tags"])
+            for row, fields in changes.items() if "tags" in fields})
+        sized = 0
         for row, fields in changes.items():
-            name = table.iloc[int(row)]["name"]
-            runs_service.update_run(store, name, **{k: (None if pd.isna(v) else v) for k, v in fields.items()})
-        st.success(f"Saved sizes of {len(changes)} run(s); tokens and FLOPs re-derived where possible.")
+            sizes = {k: (None if pd.isna(v) else v) for k, v in fields.items() if k != "tags"}
+            if sizes:
+                runs_service.update_run(store, table.iloc[int(row)]["name"], **sizes)
+                sized += 1
+        moved = [r["name"] for r in retagged if r["changed"]]
+        done = [f"Retagged {len(moved)} run(s)" + (": " + literal(", ".join(moved[:10])) if moved else "")
+                + (" …" if len(moved) > 10 else "")] if retagged else []
+        done += [f"Saved sizes of {sized} run(s); tokens and FLOPs re-derived where possible"] if sized else []
+        st.session_state["runs_table_message"] = ". ".join(done) + "."
+        st.session_state["runs_table_saves"] += 1
         st.rerun()
+if st.session_state.get("runs_table_message"):
+    st.success(st.session_state.pop("runs_table_message"))
 
 # ------------------------------------------------------------------ curve explorer
 st.subheader("Curves")
