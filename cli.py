@@ -3,6 +3,7 @@
 
     python cli.py ingest FILE... [--tag NAME] [--format F] [--on-duplicate skip|replace|rename] [--db URL] [--json]
     python cli.py runs [--json]
+    python cli.py runs tag NAME... [--add TAG] [--remove TAG] [--set TAG...] [--json]   (retag after import)
     python cli.py export --runs NAME... --out FILE [--format csv|parquet]
     python cli.py backup DIR [--db URL]          (then: python cli.py restore DIR --db URL)
 
