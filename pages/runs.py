@@ -13,7 +13,7 @@ import streamlit as st
 from core import format as fmt
 from core.curves import group_band, smooth_curves
 from core.demo import DEMO_TAG
-from services.seed import EXAMPLE_TAG, PROBE_DEMO_TAG
+from services.seed import EXAMPLE_TAG, MIXTURE_SWEEP_ID, PROBE_DEMO_TAG
 from importers import FORMATS
 from services.ingest import default_tag, ingest_uploads
 from services import runs as runs_service
@@ -76,6 +76,10 @@ if run_tags.map(lambda ts: DEMO_TAG in ts).any():
 if run_tags.map(lambda ts: PROBE_DEMO_TAG in ts).any():
     st.caption(f"Runs tagged **{PROBE_DEMO_TAG}** were trained by ScaleScope's own probe code on the bundled "
                "corpus, on a 2-core CPU (`assets/run_demo_sweep.py`): an IsoFLOP sweep of small dense models.")
+MIXTURE_DEMO_TAG = f"sweep={MIXTURE_SWEEP_ID}"
+if run_tags.map(lambda ts: MIXTURE_DEMO_TAG in ts).any():
+    st.caption(f"Runs tagged **{MIXTURE_DEMO_TAG}** were trained the same way (`assets/run_demo_mixture.py`): a "
+               "domain-mixture sweep for Que et al. 2024's D-CPT law, fitted in the demo (Planner page).")
 if run_tags.map(lambda ts: EXAMPLE_TAG in ts).any():
     st.caption(f"Runs tagged **{EXAMPLE_TAG}** are published data bundled with ScaleScope (assets/reference/, "
                "with provenance): Hoffmann et al. 2022's Chinchilla runs as extracted by Epoch AI, and the models "

@@ -186,15 +186,15 @@ def build_demo(store: Store, routing: bool = True, n_bootstrap: int = 1000, prog
     """Compute the whole demo into an empty store (what the snapshot holds); returns the runs added.
     Minutes of CPU: assets/build_demo_snapshot.py runs it once, first start restores its result."""
     say = progress or (lambda done, total, message: None)
-    say(0, 5, "D-CPT mixture sweep and its fits, then the probe demo sweep")
-    seed_mixture_demo(store)  # first: the Probes page lists sweeps newest first and opens on the IsoFLOP demo
-    added = seed_probe_demo(store)
+    say(0, 5, "probe demo sweep")
+    added = seed_probe_demo(store)  # first: the Runs page opens on the first runs stored, these
     if added:
         seed_demo_fit(store)
     say(1, 5, "Chinchilla example runs and fit (4,500 starts, bootstrap)")
     seed_chinchilla_example(store, n_bootstrap=n_bootstrap)
-    say(2, 5, "example eval tables")
+    say(2, 5, "example eval tables and the D-CPT mixture sweep with its fits")
     seed_example_evals(store)
+    seed_mixture_demo(store)
     if routing:
         say(3, 5, "routing captures of the bundled MoE")
         from services.routing_seed import seed_bundled_capture  # torch: only when routing is seeded

@@ -153,7 +153,11 @@ def test_the_demo_sweep_is_listed_under_stored_sweeps(page_store, monkeypatch):
     monkeypatch.setenv("SCALESCOPE_DEMO", "probe")
     at = AppTest.from_file(str(ROOT / "pages" / "probes.py"), default_timeout=TIMEOUT).run()
     assert not at.exception and not at.error
-    assert at.selectbox(key="sweep_shown").value == "demo"
+    # newest first: the demo's mixture sweep (stored after the IsoFLOP demo), then the IsoFLOP demo
+    assert at.selectbox(key="sweep_shown").options == ["sweep=demo-mixture — 20 runs on AMD EPYC (5.76e11 FLOPs)",
+                                                       "demo — 14 runs on AMD EPYC (5.00e13 FLOPs)"]
+    at.selectbox(key="sweep_shown").set_value("demo").run()
+    assert not at.exception and not at.error
     assert len(chart(at, "sweep_isoflop_chart")["data"]) == 3  # three budgets
 
 
