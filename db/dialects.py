@@ -192,7 +192,7 @@ class PostgreSQL(Dialect):
             conn.exec_driver_sql(f"SELECT brin_summarize_new_values('{METRICS_BRIN}')")
 
     def connection_lost(self, url: str, exc: BaseException) -> Optional[StoreError]:
-        import psycopg  # the PostgreSQL driver, imported by a PostgreSQL store only (~0.2 s a DuckDB CLI run spares)
+        import psycopg  # the PostgreSQL driver, imported by a PostgreSQL store only (~40 ms a DuckDB CLI run spares)
 
         orig = getattr(exc, "orig", None) or exc
         lost = isinstance(orig, psycopg.OperationalError) or (

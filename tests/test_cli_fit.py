@@ -186,7 +186,7 @@ def test_csv_selection_read_column_wise_equals_the_run_by_run_read(tmp_path, ref
 # DuckDB only: the check that the fit was stored is that the DuckDB driver was imported.
 def test_fit_csv_starts_without_scipy(tmp_path):
     """`cli.py fit --csv` imports neither scipy (the fit is core.fitting's own Newton) nor torch or transformers,
-    nor, on a DuckDB store, the PostgreSQL driver (~0.2 s of start-up; db.dialects imports it lazily)."""
+    nor, on a DuckDB store, the PostgreSQL driver (~40 ms of start-up; db.dialects imports it lazily)."""
     path = tmp_path / "t.csv"
     path.write_text("N,D,loss\n" + "".join(f"{n:g},{20 * n * k:g},{1.7 + 400 / n ** 0.34 + 400 / (20 * n * k) ** 0.28:.6f}\n"
                                           for n in (1e7, 3e7, 1e8, 3e8) for k in (0.5, 1, 2)))

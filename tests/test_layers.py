@@ -16,7 +16,7 @@ NO_SQL_PACKAGES = ("services", "importers", "pages", "commands")
 SQL = (re.compile(r"\b(SELECT|INSERT|DELETE|UPDATE)\b.*\b(FROM|INTO|SET)\b", re.DOTALL),
        re.compile(r"\b(CREATE|DROP|ALTER)\s+(OR\s+REPLACE\s+)?(TEMP\s+|TEMPORARY\s+)?(TABLE|INDEX|VIEW|SEQUENCE)\b"))
 # Modules a db/ function may import lazily (with a comment saying why): heavy and optional.
-LAZY_OK = ("torch", "transformers", "psycopg")  # psycopg: the PostgreSQL driver, ~0.2 s a DuckDB store never pays
+LAZY_OK = ("torch", "transformers", "psycopg")  # psycopg: the PostgreSQL driver, ~40 ms a DuckDB store never pays
 
 
 def _sources(*packages: str) -> list[Path]:
