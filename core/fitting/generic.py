@@ -162,7 +162,9 @@ def fit_law(law: str, inputs: Mapping[str, np.ndarray], y, *, weights=None, drop
         check_grid=starts is None and spec.check_grid,
     )
     if n_bootstrap > 0 and (boot_status == 2).any():
-        warns.append(f"{int((boot_status == 2).sum())} of {n_bootstrap} bootstrap refits hit the iteration limit")
+        warns.append(f"{int((boot_status == 2).sum())} of {n_bootstrap} bootstrap refits hit the iteration limit: "
+                     "the data leave some parameters free to trade off (flat directions), so their intervals "
+                     "are unreliable; add runs at more sizes and token counts")
     diagnostics = HuberDiagnostics(
         residuals=r_best, fitted=np.exp(r_best + log_y), kept_index=kept,
         dropped_index=np.setdiff1d(np.arange(n_total), kept),
