@@ -87,7 +87,7 @@ if run_tags.map(lambda ts: EXAMPLE_TAG in ts).any():
 
 size_cols = ["arch", "n_params", "n_nonembedding_params", "n_active_params", "n_experts", "top_k",
              "seq_len", "tokens_per_step", "tokens", "flops"]
-table = runs[["name", "source_format"] + size_cols + ["n_metric_rows", "tags"]].copy()
+table = runs[["name", "tags", "source_format"] + size_cols + ["n_metric_rows"]].copy()  # tags beside the name: editable
 table["tags"] = table["tags"].map(lambda t: ", ".join(runs_service.run_tags(t)))
 table["source_format"] = table["source_format"].fillna("")
 st.subheader(f"{len(runs)} runs")
