@@ -37,6 +37,9 @@ COPY_CHUNK_ROWS = 256_000
 # "cannot be reached" error, not after the operating system's TCP timeout (minutes) with every page
 # and the watcher's scans blocked. A URL that sets connect_timeout itself keeps its value.
 CONNECT_TIMEOUT_S = 10
+# OperationalErrors that do not mean the server went away: deadlock detected, serialization failure,
+# lock not available (PostgreSQL's SQLSTATE codes).
+NOT_LOST_SQLSTATES = ("40P01", "40001", "55P03")
 # Advisory lock keys (PostgreSQL): one for creating/upgrading the schema, one space for run names.
 SCHEMA_LOCK_KEY = 0x5CA1E5C0
 RUN_NAME_LOCK_SPACE = 0x5CA1E
@@ -195,6 +198,8 @@ class PostgreSQL(Dialect):
         import psycopg  # the PostgreSQL driver, imported by a PostgreSQL store only (~40 ms a DuckDB CLI run spares)
 
         orig = getattr(exc, "orig", None) or exc
+        if getattr(orig, "sqlstate", None) in NOT_LOST_SQLSTATES:
+            return None  # the server is there: a deadlock or a lock conflict is an error of this operation
         lost = isinstance(orig, psycopg.OperationalError) or (
             isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated)
         if isinstance(orig, psycopg.Error) and getattr(orig, "sqlstate", None) in ("57P01", "57P02", "57P03"):

@@ -182,6 +182,8 @@ def _store_rows(store, row, mode, parsed, replace, other_rows, may_share, expect
     with store.write() as conn:
         if expect is not _ANY:
             _check_state(conn, row["path"], expect)
+        # the run names first, as an import and a tag edit take them (db/runs.py): one lock order, no deadlock
+        store.dialect.lock_run_names(conn, sorted(set(names) | set(replace)))
         runs_t, metrics_t = schema.runs, schema.metrics
         found = conn.execute(sa.select(runs_t.c.name, runs_t.c.id, runs_t.c.last_grew)
                              .where(runs_t.c.name.in_(names))).all()
@@ -207,7 +209,15 @@ def _store_rows(store, row, mode, parsed, replace, other_rows, may_share, expect
             conn.execute(sa.delete(metrics_t).where(metrics_t.c.run_id.in_([stored[n] for n in adopted])))
         if mode == "replace":
             doomed = sorted(set(replace) | set(names))
-            ids = dict(conn.execute(sa.select(runs_t.c.name, runs_t.c.id).where(runs_t.c.name.in_(doomed))).all())
+            found = conn.execute(sa.select(runs_t.c.name, runs_t.c.id, runs_t.c.tags)
+                                 .where(runs_t.c.name.in_(doomed))).all()
+            ids = {name: run_id for name, run_id, _ in found}
+            # a run read again whole keeps the tags it has in the store (edited after import, e.g. with
+            # `cli.py runs tag`): only a run the file brings for the first time takes the folder's tag
+            kept_tags = {name: json.loads(tags or "[]") for name, _, tags in found}
+            for p in parsed:
+                if p.name in kept_tags:
+                    p.tags = list(kept_tags[p.name])
             counts = _row_counts(conn, list(ids.values()))
             before = {n: counts.get(i, 0) for n, i in ids.items()}
             store._delete_runs(conn, list(ids))

@@ -48,14 +48,15 @@ def default_tag(names: Sequence[str | os.PathLike]) -> str:
     for name in names:
         base = Path(str(name).replace("\\", "/").rstrip("/")).name
         stem = base.split(".", 1)[0] if not base.startswith(".") else base
-        if stem.strip():
-            return stem.strip()[:MAX_TAG_CHARS]
+        stem = stem.replace(",", " ").strip()  # a tag holds no comma (check_tag)
+        if stem:
+            return stem[:MAX_TAG_CHARS]
     return "upload"
 
 
 def check_tag(tag: Optional[str], names: Sequence[str | os.PathLike]) -> str:
     """``tag`` trimmed (the default tag of ``names`` when it is None or blank); InputError for a
-    tag with control characters or over MAX_TAG_CHARS characters."""
+    tag with control characters, a comma, or over MAX_TAG_CHARS characters."""
     tag = (tag or "").strip()
     if not tag:
         return default_tag(names)
@@ -63,6 +64,9 @@ def check_tag(tag: Optional[str], names: Sequence[str | os.PathLike]) -> str:
         raise InputError(f"The tag is {len(tag)} characters long; keep it to {MAX_TAG_CHARS}.")
     if any(ord(c) < 32 or ord(c) == 127 for c in tag):
         raise InputError("The tag holds a control character (a newline, a tab, ...): type it on one line.")
+    if "," in tag:  # the Runs table lists a run's tags comma-separated and reads them back so
+        raise InputError(f"The tag {tag!r} holds a comma, which separates tags in the Runs table: "
+                         "use another character (e.g. ';' or '/'), or give each part as a tag of its own.")
     return tag
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import shutil
 import stat
@@ -81,9 +82,12 @@ def _env_number(name: str, unit: str, example) -> Optional[float]:
     if not raw:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise InputError(f"{name}={raw!r} is not a number of {unit}; set it to e.g. {example}") from None
+        value = math.nan
+    if not math.isfinite(value):  # nan, inf, 1e400: no interval or cap to wait for or read
+        raise InputError(f"{name}={raw!r} is not a number of {unit}; set it to e.g. {example}")
+    return value
 
 
 def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
@@ -93,6 +97,16 @@ def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
     if not value > 0:
         raw = os.environ[INTERVAL_ENV].strip()
         raise InputError(f"{INTERVAL_ENV} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def check_interval(value, what: str = "--interval") -> float:
+    """A scan interval in seconds: finite and ≥ 0 (0: scan again at once; InputError naming ``what``
+    otherwise, e.g. inf, which would never scan again)."""
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise InputError(f"{what} must be a number of seconds ≥ 0, not {value:g}; the default is "
+                         f"{DEFAULT_INTERVAL_S:g}")
     return value
 
 
@@ -256,7 +270,7 @@ class Watcher:
                  settle_s: float = SETTLE_S, inbox: bool = True, max_bytes: Optional[int] = None):
         self.store = store
         self.folders = [_norm(f) for f in folders]
-        self.interval = interval_from_env() if interval is None else float(interval)
+        self.interval = interval_from_env() if interval is None else check_interval(interval)
         self.max_bytes = max_bytes_from_env() if max_bytes is None else check_max_bytes(max_bytes)
         self.settle_s = settle_s
         self.inbox = inbox_of(store) if inbox else None

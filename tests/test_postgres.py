@@ -203,6 +203,19 @@ def test_connections_give_up_on_a_silent_host_in_seconds(pg_url):
     assert "connect_args" not in own and own["pool_pre_ping"]
 
 
+def test_a_deadlock_is_an_error_of_the_operation_not_a_lost_server():
+    """A deadlock, serialization failure or lock conflict is a psycopg OperationalError too, but the
+    server is there: it is not reported as 'cannot be reached' (the watcher would say the store went)."""
+    import psycopg
+
+    url = "postgresql+psycopg://u:secret@127.0.0.1:5/db"
+    for error in (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                  psycopg.errors.LockNotAvailable):
+        assert dialects.POSTGRESQL.connection_lost(url, error("conflict")) is None
+    lost = dialects.POSTGRESQL.connection_lost(url, psycopg.OperationalError("server closed the connection"))
+    assert "cannot be reached" in str(lost) and "secret" not in str(lost)
+
+
 def test_safe_url_and_scrub():
     url = "postgresql+psycopg://alice:hunter2@db.example:5432/team"
     assert dialects.safe_url(url) == "postgresql+psycopg://alice:***@db.example:5432/team"

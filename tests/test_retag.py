@@ -96,8 +96,9 @@ def test_markdown_in_a_tag_is_stored_as_typed(tagged):
     (dict(names=["a"], add=["x"], remove=["x"]), "The tag 'x' is both added and removed"),
     (dict(names=["a"]), "Nothing to change"),
     (dict(names=[], add=["x"]), "No run given"),
+    (dict(names=["a"], add=["lr=1e-3, bs=64"]), "holds a comma, which separates tags in the Runs table"),
 ], ids=["unknown-runs", "empty", "blank", "too-long", "ansi", "newline", "tab-only", "add-and-remove", "nothing",
-        "no-names"])
+        "no-names", "comma"])
 def test_bad_input_is_one_line_and_changes_nothing(tagged, kwargs, message):
     before = _contents(tagged)
     store = Store(tagged)
@@ -185,7 +186,8 @@ def test_cli_runs_tag(tagged, capsys):
     (["a", "--add", "evil\x1b[2Jx"], "error: The tag holds a control character"),
     (["a", "--add", "x", "--remove", "x"], "error: The tag 'x' is both added and removed"),
     (["a"], "error: Nothing to change"),
-], ids=["unknown-run", "empty", "ansi", "add-and-remove", "nothing"])
+    (["a", "--add", "x,y"], "error: The tag 'x,y' holds a comma"),
+], ids=["unknown-run", "empty", "ansi", "add-and-remove", "nothing", "comma"])
 def test_cli_bad_input_exits_2_store_unchanged(tagged, capsys, argv, message):
     before = _contents(tagged)
     code, out, err = _cli(["runs", "tag", *argv, "--db", tagged], capsys)
@@ -267,3 +269,13 @@ def _rendered(markdown: str) -> str:
     from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+
+
+def test_an_import_tag_follows_the_same_comma_rule():
+    """One rule for every path: an import's tag may not hold a comma either (the Runs table splits
+    tags on commas); a file name with one gives a default tag without it."""
+    from services.ingest import check_tag, default_tag
+
+    with pytest.raises(InputError, match="holds a comma"):
+        check_tag("sweep-1,sweep-2", ["logs.csv"])
+    assert default_tag(["runs,v2.csv"]) == "runs v2" and check_tag("", ["runs,v2.csv"]) == "runs v2"

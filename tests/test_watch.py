@@ -126,6 +126,36 @@ def test_rewritten_or_truncated_file_replaces_its_runs(store, watcher, logs):
     assert rows(store, "re")["value"].tolist() == [1.0]
 
 
+def test_a_watched_runs_edited_tags_survive_a_rewrite(store, watcher, logs):
+    """Tags edited after import (cli.py runs tag, the Runs table) stay when the watcher reads a
+    rewritten file again whole: the run is recreated with the tags it had, not the folder's."""
+    from services.runs import retag_runs, run_tags
+
+    path = logs / "tagged.csv"
+    path.write_text("step,loss\n0,3.0\n1,2.9\n")
+    watcher.scan()
+    tags = lambda: run_tags(store.runs().set_index("name").loc["tagged", "tags"])  # noqa: E731
+    assert tags() == ["logs"]  # the watched folder's name
+    retag_runs(store, ["tagged"], add=["ablation"], remove=["logs"])
+    path.write_text("step,loss\n0,2.0\n")  # rewritten: the run is read again whole
+    assert watcher.scan().runs[0]["n_metric_rows"] == 1
+    assert tags() == ["ablation"] and rows(store, "tagged")["value"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize("name, value", [("SCALESCOPE_WATCH_MAX_BYTES", "nan"), ("SCALESCOPE_WATCH_MAX_BYTES", "inf"),
+                                         ("SCALESCOPE_WATCH_MAX_BYTES", "1e400"), ("SCALESCOPE_WATCH_INTERVAL", "inf"),
+                                         ("SCALESCOPE_WATCH_INTERVAL", "nan")])
+def test_a_non_finite_setting_is_one_line(store, monkeypatch, name, value):
+    from core.errors import InputError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InputError, match=f"{name}={value!r} is not a number") as err:
+        Watcher(store, [])
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="--interval must be a number of seconds ≥ 0, not inf"):
+        Watcher(store, [], interval=float("inf"), max_bytes=4096)
+
+
 def test_lightning_metrics_csv_appends_and_a_new_column_rewrites(store, watcher, logs):
     run = logs / "lightning_logs" / "version_0"
     run.mkdir(parents=True)
