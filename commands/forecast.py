@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument("--final-lr", type=float, default=0.0, metavar="F")
     p.add_argument("--decay-steps", type=int, default=0, metavar="K", help="WSD decay length")
     p.add_argument("--decay-shape", choices=DECAY_SHAPES, default="linear", help="WSD decay shape")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits for the interval")
+    p.add_argument("--bootstrap", type=int, metavar="B",
+                   help="bootstrap refits for the interval (default: the law's, 100 LR annealing, 50 multi-power)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backtest", action="store_true", help="also fit on the first 20/40/60%% and report the error")
     p.set_defaults(handler=forecast)
@@ -52,7 +53,7 @@ def _schedule(args) -> Schedule | None:
 
 
 def forecast(args: argparse.Namespace) -> int:
-    if args.bootstrap < 0:
+    if args.bootstrap is not None and args.bootstrap < 0:
         raise InputError("--bootstrap must be ≥ 0.")
     store = open_store(args)
     result = forecast_service.forecast_run(

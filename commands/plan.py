@@ -144,8 +144,7 @@ def _routed_law(args, store_holder: list) -> RoutedParams:
     return params_from_fit(fit_for_planner(get_fit(store_holder[0], int(_number("--routed-fit", args.routed_fit)))))
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+_count, _flops = fmt.count, fmt.flops  # the app's one number format (core/format.py): 70.0B, 1.00e22
 
 
 def _stored_params(args, stores: list, fit_id, law_keys: tuple) -> dict:
@@ -181,13 +180,13 @@ def _dcpt_plan(args) -> int:
     payload = {"dcpt": mix.to_dict(), "laws": {
         "domain": f"fit #{args.domain_fit}" if args.domain_fit else dcpt.DEMO_SOURCE,
         "general": f"fit #{args.general_fit}" if args.general_fit else dcpt.DEMO_SOURCE},
-        "citation": "Que et al. 2024, D-CPT Law, eq. (4); optimum of §4 (core/dcpt.py)"}
+        "citation": "Que et al. 2024, D-CPT Law, its preferred parameterization; optimum of §4 (core/dcpt.py)"}
     emit(args, payload, "\n".join([
-        f"D-CPT (Que et al. 2024) at N = {_fmt(mix.n_params)}, D = {_fmt(mix.tokens)}"
-        + (f", general loss ≤ {mix.general_loss_max:g}" if mix.general_loss_max is not None else ""),
-        f"  domain ratio r_d*  {mix.domain_ratio:.4f}" + ("  (the general-loss limit binds)" if mix.constrained else ""),
-        f"  domain loss       {mix.domain_loss:.4f}",
-        f"  general loss      {mix.general_loss:.4f}"]))
+        f"D-CPT (Que et al. 2024) at N = {_count(mix.n_params)}, D = {_count(mix.tokens)}"
+        + (f", general loss ≤ {fmt.loss(mix.general_loss_max)}" if mix.general_loss_max is not None else ""),
+        f"  domain ratio r_d*  {fmt.number(mix.domain_ratio, 3)}" + ("  (the general-loss limit binds)" if mix.constrained else ""),
+        f"  domain loss       {fmt.loss(mix.domain_loss)}",
+        f"  general loss      {fmt.loss(mix.general_loss)}"]))
     return 0
 
 
@@ -213,11 +212,11 @@ def _inference_plan(args) -> int:
     result = ic.plan_inference(_number("--inference-budget", args.inference_budget), law, strategy=args.strategy,
                                tokens_per_sample=_number("--tokens-per-sample", args.tokens_per_sample), sizes=sizes)
     best = result.best
-    lines = [f"inference compute (Wu et al. 2024), {result.strategy}, {_fmt(result.budget_flops)} FLOPs per problem:",
-             f"  best: {_fmt(best.n_params)} params × {best.samples} samples → accuracy {best.accuracy:.4f}"]
+    lines = [f"inference compute (Wu et al. 2024), {result.strategy}, {_flops(result.budget_flops)} FLOPs per problem:",
+             f"  best: {_count(best.n_params)} params × {best.samples} samples → accuracy {fmt.percent(best.accuracy)}"]
     if len(result.tied_sizes) > 1:
         lines.append(f"  ({len(result.tied_sizes)} sizes tie; chose {result.tie_rule})")
-    lines += [f"  {_fmt(c.n_params):>8} × {c.samples:<8} {c.accuracy:.4f}" for c in result.table]
+    lines += [f"  {_count(c.n_params):>8} × {c.samples:<8} {fmt.percent(c.accuracy)}" for c in result.table]
     payload = {"inference_compute": result.to_dict(),
                "citation": "Wu et al. 2024, Inference Scaling Laws; coverage Brown et al. 2024 eq. (1); "
                            "majority vote by the binomial formula (core/inference_compute.py)"}
@@ -237,7 +236,9 @@ def _compare_moe(args) -> int:
 
     for flag, given in (("--preset", args.preset), ("--fit", args.fit), ("--experts", args.experts),
                         ("--granularity", args.granularity), ("--top-k", args.top_k),
-                        ("--inference-tokens", args.inference_tokens), ("--unique-tokens", args.unique_tokens)):
+                        ("--inference-tokens", args.inference_tokens), ("--unique-tokens", args.unique_tokens),
+                        ("--routed-preset", args.routed_preset), ("--routed-fit", args.routed_fit),
+                        ("--target-loss", args.target_loss), ("--reference-params", args.reference_params)):
         if given is not None:
             raise PlanError(f"--compare-moe puts each paper's own law side by side (dense: Hoffmann et al. 2022); "
                             f"drop {flag}, or plan it without --compare-moe.")
@@ -283,13 +284,13 @@ def _fine_grained(args, flops, stores: list) -> tuple:
         plans = [best]
     payload = {**best.to_dict(), "by_granularity": [q.to_dict() for q in plans],
                "law": "fit #" + str(args.fgmoe_fit) if args.fgmoe_fit else "Krajewski et al. 2024 eq. (4), published"}
-    lines = [f"fine-grained MoE (Krajewski et al. 2024), E = {best.expansion:g}, G = {best.granularity:g}, "
-             f"top-k = {best.top_k:g}:",
-             f"  active params   {_fmt(best.n_active_params)}",
-             f"  tokens          {_fmt(best.tokens)}",
-             f"  total params    {_fmt(best.n_total_params)}",
-             f"  router FLOPs    {best.router_flops_share:.1%} of training",
-             f"  loss            {best.loss:.4f}"] + [f"  note: {n}" for n in best.notes]
+    lines = [f"fine-grained MoE (Krajewski et al. 2024), E = {fmt.number(best.expansion)}, G = {fmt.number(best.granularity)}, "
+             f"top-k = {fmt.number(best.top_k)}:",
+             f"  active params   {_count(best.n_active_params)}",
+             f"  tokens          {_count(best.tokens)}",
+             f"  total params    {_count(best.n_total_params)}",
+             f"  router FLOPs    {fmt.percent(best.router_flops_share)} of training",
+             f"  loss            {fmt.loss(best.loss)}"] + [f"  note: {n}" for n in best.notes]
     return payload, lines
 
 
@@ -315,22 +316,22 @@ def run_plan(args) -> int:
                                             "citation": choice.citation}}
         lines = [f"law               {choice.label}",
                  f"                  {choice.citation}",
-                 f"flops             {_fmt(best.flops)}",
-                 f"n_params (N*)     {_fmt(best.n_params)}",
-                 f"tokens (D*)       {_fmt(best.tokens)}",
-                 f"tokens_per_param  {best.tokens_per_param:.4g}",
-                 f"loss              {best.loss:.4f}"]
+                 f"flops             {_flops(best.flops)}",
+                 f"n_params (N*)     {_count(best.n_params)}",
+                 f"tokens (D*)       {_count(best.tokens)}",
+                 f"tokens_per_param  {fmt.ratio(best.tokens_per_param)}",
+                 f"loss              {fmt.loss(best.loss)}"]
         if best.intervals:
-            lines.append(f"{best.interval_level:.0%} bootstrap intervals ({best.interval_samples} fits):")
-            lines += [f"  {k:<16}{_fmt(lo)} – {_fmt(hi)}" for k, (lo, hi) in best.intervals.items()]
+            lines.append(f"{fmt.level(best.interval_level)} bootstrap intervals ({best.interval_samples} fits):")
+            lines += [f"  {k:<16}{fmt.interval(lo, hi, fmt.kind_of(k))}" for k, (lo, hi) in best.intervals.items()]
         if cluster_budget is not None:
             payload["budget"] = cluster_budget.to_dict()
-            lines.append(f"budget            {cluster_budget.count:g} × {cluster_budget.accelerator} "
-                         f"({cluster_budget.dtype}, {cluster_budget.peak_tflops:g} TFLOP/s) × "
-                         f"{cluster_budget.days:g} days × MFU {cluster_budget.mfu:g}")
+            lines.append(f"budget            {fmt.number(cluster_budget.count)} × {cluster_budget.accelerator} "
+                         f"({cluster_budget.dtype}, {fmt.number(cluster_budget.peak_tflops)} TFLOP/s) × "
+                         f"{fmt.number(cluster_budget.days)} days × MFU {fmt.percent(cluster_budget.mfu, 0)}")
             if cluster_budget.cost is not None:
-                lines.append(f"cost              {cluster_budget.cost:,.0f} "
-                             f"({cluster_budget.accelerator_hours:,.0f} accelerator-hours)")
+                lines.append(f"cost              {fmt.integer(cluster_budget.cost)} "
+                             f"({fmt.integer(cluster_budget.accelerator_hours)} accelerator-hours)")
 
         if args.inference_tokens is not None:
             if law_of(choice.params).key != "chinchilla":
@@ -342,13 +343,13 @@ def run_plan(args) -> int:
                 target = best.loss if args.target_loss is None else args.target_loss
                 aware = inference_optimum(target, args.inference_tokens, choice.params)
             payload["inference"] = aware.to_dict()
-            lines += [f"inference-aware (Sardana & Frankle 2023) for loss {aware.loss:.4f} and "
-                      f"{_fmt(aware.inference_tokens)} inference tokens:",
-                      f"  n_params        {_fmt(aware.n_params)}",
-                      f"  tokens          {_fmt(aware.tokens)}",
-                      f"  total_flops     {_fmt(aware.total_flops)} (training {_fmt(aware.training_flops)})",
-                      f"  saving          {aware.flops_saving:.1%} of the Chinchilla-optimal model's "
-                      f"{_fmt(aware.chinchilla_total_flops)} FLOPs ({_fmt(aware.chinchilla.n_params)} params)"]
+            lines += [f"inference-aware (Sardana & Frankle 2023) for loss {fmt.loss(aware.loss)} and "
+                      f"{_count(aware.inference_tokens)} inference tokens:",
+                      f"  n_params        {_count(aware.n_params)}",
+                      f"  tokens          {_count(aware.tokens)}",
+                      f"  total_flops     {_flops(aware.total_flops)} (training {_flops(aware.training_flops)})",
+                      f"  saving          {fmt.percent(aware.flops_saving)} of the Chinchilla-optimal model's "
+                      f"{_flops(aware.chinchilla_total_flops)} FLOPs ({_count(aware.chinchilla.n_params)} params)"]
 
         if args.experts is not None:
             routed = _routed_law(args, stores)
@@ -357,12 +358,12 @@ def run_plan(args) -> int:
                                 "Pick a Chinchilla preset or fit.")
             moe = moe_optimum(flops, choice.params, routed, args.experts)
             payload["moe"] = moe.to_dict()
-            lines += [f"MoE with {moe.n_experts:g} experts (routed law, Clark et al. 2022):",
-                      f"  active params   {_fmt(moe.n_active_params)}",
-                      f"  effective       {_fmt(moe.n_effective_params)}",
-                      f"  total params    {_fmt(moe.n_total_params)}",
-                      f"  tokens          {_fmt(moe.tokens)}",
-                      f"  loss            {moe.loss:.4f}"]
+            lines += [f"MoE with {fmt.integer(moe.n_experts)} experts (routed law, Clark et al. 2022):",
+                      f"  active params   {_count(moe.n_active_params)}",
+                      f"  effective       {_count(moe.n_effective_params)}",
+                      f"  total params    {_count(moe.n_total_params)}",
+                      f"  tokens          {_count(moe.tokens)}",
+                      f"  loss            {fmt.loss(moe.loss)}"]
         if args.granularity is not None:
             payload["fine_grained_moe"], more = _fine_grained(args, flops, stores)
             lines += more

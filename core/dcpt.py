@@ -4,7 +4,7 @@ Domain-specific Continual Pre-Training Scaling Law for Large Language Models", a
 Continual pre-training mixes a domain corpus (code, maths, …) into a general corpus with ratio r
 (the domain share of the training tokens). Que et al. fit the validation loss on EACH corpus as a
 function of model size N, training tokens D and the mixture ratio, with one form (their §3.2, the
-"D-CPT Law" parameterisation, their eq. (4)):
+"D-CPT Law" parameterisation, the one they prefer; its equation number is not checked here):
 
     L(N, D, r) = E + A / N^α + B · r^η / D^β + C / (r + ε)^γ
 
@@ -40,7 +40,7 @@ RATIO_GRID_POINTS = 2001  # grid over r ∈ [0, 1] before refining: spacing 5e-4
 
 @dataclass(frozen=True)
 class DCPTParams:
-    """Que et al. 2024 eq. (4): L = E + A/N^α + B·r^η/D^β + C/(r + ε)^γ (one set per corpus)."""
+    """Que et al. 2024 (the D-CPT law): L = E + A/N^α + B·r^η/D^β + C/(r + ε)^γ (one set per corpus)."""
 
     E: float  # irreducible loss on this corpus (nats/token)
     A: float  # scale of the model-size term
@@ -54,7 +54,7 @@ class DCPTParams:
 
 
 def dcpt_loss(n_params, tokens, ratio, p: DCPTParams) -> np.ndarray:
-    """Que et al. 2024 eq. (4) at the ratio ``ratio`` of THIS corpus (r_d for L_d, 1 − r_d for L_g)."""
+    """Que et al. 2024's D-CPT law at the ratio ``ratio`` of THIS corpus (r_d for L_d, 1 − r_d for L_g)."""
     n = np.asarray(n_params, np.float64)
     d = np.asarray(tokens, np.float64)
     r = np.asarray(ratio, np.float64)
@@ -92,7 +92,7 @@ def params_from(values: Mapping[str, float]) -> DCPTParams:
 # numbers of the size ScaleScope's tiny-model sweeps give.
 SYNTHETIC_DOMAIN = DCPTParams(E=1.2, A=40.0, B=900.0, C=0.35, alpha=0.3, beta=0.45, eta=-0.2, gamma=0.6, eps=0.02)
 SYNTHETIC_GENERAL = DCPTParams(E=2.0, A=60.0, B=700.0, C=0.15, alpha=0.3, beta=0.42, eta=-0.1, gamma=0.9, eps=0.05)
-# The planner's default law: eq. (4) fitted (Huber in log space, no bootstrap) on the measured demo sweep
+# The planner's default law: the D-CPT law fitted (Huber in log space, no bootstrap) on the measured demo sweep
 # assets/demo/mixture_*.csv (20 runs: N ∈ {7.0e4, 1.4e5}, D ∈ {3.0e4, 6.0e4}, r_d ∈ {0.1, 0.3, …, 0.9}; RMS
 # log residual 0.011 domain, 0.018 general). With two token counts β and B are poorly determined: plan
 # near the demo's N and D only.
@@ -100,7 +100,7 @@ DEMO_DOMAIN = DCPTParams(E=3.185, A=7.827, B=7410.0, C=2.338, alpha=0.2466, beta
                          eps=0.06787)
 DEMO_GENERAL = DCPTParams(E=0.4884, A=17.91, B=2.323e11, C=0.8443, alpha=0.1365, beta=2.619, eta=-0.2976,
                           gamma=0.7574, eps=0.3077)
-DEMO_SOURCE = "eq. (4) fitted on the measured demo sweep assets/demo/mixture_*.csv (tiny models; core/dcpt.py)"
+DEMO_SOURCE = "the law fitted on the measured demo sweep assets/demo/mixture_*.csv (tiny models; core/dcpt.py)"
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def _corpus_ratio(logs: Mapping, general: bool) -> np.ndarray:
 
 
 def dcpt_log_pred(general: bool):
-    """log L̂ (k, n) of eq. (4) as a stable log-sum-exp of its four terms, for θ rows (k, 9)."""
+    """log L̂ (k, n) of the D-CPT law as a stable log-sum-exp of its four terms, for θ rows (k, 9)."""
     from core.fitting.numeric import logsumexp_rows
 
     def log_pred(theta, logs):

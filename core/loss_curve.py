@@ -191,10 +191,14 @@ class CurveLaw:
     fit_predict: Optional[Callable] = None  # (θ', CurveFeatures) -> (M,) when the fit space differs
     # Starts each bootstrap refit tries besides the best fit (the law's own starts, in turn). The
     # multi-power law's seven parameters are weakly identified before the decay ends: refits from the
-    # best fit alone stay in its optimum, and the 95% interval held the truth in 15 of 20 synthetic
-    # runs; with one more start per refit, 17 of 20, at twice the cost (benchmarks/forecast.py). The
+    # best fit alone stay in its optimum, and the 95% interval held the truth in 32 of 40 synthetic
+    # runs; with one more start per refit, 35 of 40, at twice the cost (benchmarks/forecast.py). The
     # misses left are the fit's own bias, which no residual bootstrap sees.
     bootstrap_restarts: int = 0
+    # Refits for a forecast's band unless asked otherwise (the Runs page, cli.py forecast): LR annealing
+    # ~1 s for a demo run on a 2-core CPU with 100, interval stable to ~3 digits; the multi-power law's
+    # refits cost ~10× more (seven parameters, a second start each): 50, as its coverage was measured.
+    bootstrap: int = 100
     to_law: Optional[Callable] = None       # (θ', CurveFeatures) -> the law's θ
 
     def predict_fit(self, theta, f: CurveFeatures) -> np.ndarray:

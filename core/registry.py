@@ -229,7 +229,7 @@ def _dcpt_law(general: bool) -> "Law":
         latex=(r"L_{" + ("g" if general else "d") + r"}(N, D, r) = E + \frac{A}{N^\alpha} + \frac{B\,r^\eta}{D^\beta}"
                r" + \frac{C}{(r + \epsilon)^\gamma},\; r = " + (r"1 - r_d" if general else r"r_d")),
         citation="Que et al. 2024, 'D-CPT Law: Domain-specific Continual Pre-Training Scaling Law for Large Language "
-                 "Models', eq. (4) (form as recalled, see core/dcpt.py); r_d the domain share of the training mixture",
+                 "Models', their preferred parameterization (see core/dcpt.py); r_d the domain share of the training mixture",
         param_names=dcpt.DCPT_PARAMS, inputs=("n_params", "tokens", "mixture_ratio"),
         predict_fn=lambda p, x: dcpt.dcpt_loss(x["n_params"], x["tokens"],
                                                (1.0 - np.asarray(x["mixture_ratio"], np.float64)) if general
@@ -425,7 +425,8 @@ CURVE_LAWS = {
         ("L0", "A", "alpha", "B", "C", "beta", "gamma"), ("L0", "A", "alpha", "phi", "C", "beta", "gamma"),
         multi_power_loss, multi_power_starts,
         (0.0, 0.0, 1e-3, 0.0, 0.0, 0.1, 0.1), (np.inf, np.inf, 3.0, 1.0, np.inf, 2.0, 1.0), 150,
-        fit_predict=multi_power_fit_space, to_law=multi_power_to_law, bootstrap_restarts=1),
+        fit_predict=multi_power_fit_space, to_law=multi_power_to_law, bootstrap_restarts=1,
+        bootstrap=50),
 }
 
 

@@ -31,10 +31,6 @@ RUN_SETTINGS = ("forecast_mode", "forecast_kind", "forecast_total", "forecast_pe
                 "forecast_final", "forecast_decay", "forecast_decay_shape")
 INFERRED = "inferred from its logged LR"
 DECLARED = "declared here"
-# Refits for the band, per law: LR annealing ~1 s for a demo run on a 2-core CPU, interval stable to ~3
-# digits; the multi-power law's refits cost ~10× more (seven parameters, a second start each), so 50,
-# as in benchmarks/forecast.py where its coverage is measured: a few seconds.
-BOOTSTRAP = {"lr-annealing": 100, "multi-power": 50}
 
 
 @st.cache_data(show_spinner="Fitting the loss-curve law…", max_entries=32)
@@ -42,7 +38,7 @@ def _forecast(_store: Store, url: str, run: str, metric: str, law: str, schedule
               total_steps: Optional[int], version: tuple, confidence: float) -> forecast_service.RunForecast:
     sched = Schedule(*schedule) if schedule else None
     return forecast_service.forecast_run(_store, run, metric=metric, law=law, schedule=sched,
-                                         total_steps=total_steps, bootstrap=BOOTSTRAP.get(law, 50), seed=0,
+                                         total_steps=total_steps, seed=0,  # the law's own refits (core.registry)
                                          confidence=confidence)
 
 

@@ -797,7 +797,7 @@ def dcpt_section(fits) -> None:
                                                             "font": {"size": 13}}}},
                         key="planner_dcpt_chart", width="stretch")
         st.caption(f"L = E + A/N^α + B·r^η/D^β + C/(r+ε)^γ, r = r_d for the domain, 1 − r_d for the general corpus "
-                   f"(Que et al. 2024 eq. (4); form as read, see core/dcpt.py). Demo law: {dcpt.DEMO_SOURCE}.")
+                   f"(Que et al. 2024, their preferred parameterization; see core/dcpt.py). Demo law: {dcpt.DEMO_SOURCE}.")
 
 
 # ------------------------------------------------------------------------------------ page

@@ -155,7 +155,7 @@ def sweep_section() -> None:
     st.dataframe([{"run": r.name, "budget C": fmt.flops(r.budget), "d_model": r.shape.d_model,
                    "layers": r.shape.n_layers, "N active": fmt.count(r.counts.active), "N total": fmt.count(r.counts.total),
                    "tokens D": fmt.count(r.tokens), "steps": fmt.integer(r.steps), "warmup": fmt.integer(r.warmup_steps),
-                   "lr": fmt.number(r.lr, 3), "est. s": fmt.ratio(est[r.name])} for r in plan.runs],
+                   "lr": fmt.number(r.lr, 3), "est. time": fmt.duration(est[r.name])} for r in plan.runs],
                  hide_index=True, width="stretch", key="sweep_plan_table")
 
     c1, c2 = st.columns([2, 5])
@@ -293,7 +293,7 @@ def _mixture_figure(runs) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=part["mixture_ratio"], y=part[column], mode="lines+markers", line=dict(color=color, dash=dash),
                 name=f"N {fmt.count(n)}, D {fmt.count(d)}: {corpus}",
-                customdata=[[theme.name(r), fmt.ratio(x), fmt.loss(y)] for r, x, y in
+                customdata=[[theme.name(r), fmt.number(x, 3), fmt.loss(y)] for r, x, y in
                             zip(part["name"], part["mixture_ratio"], part[column])],
                 hovertemplate=f"%{{customdata[0]}}<br>r_d %{{customdata[1]}}<br>{corpus} loss %{{customdata[2]}}"
                               "<extra></extra>"))
@@ -324,7 +324,7 @@ else:
                         key="sweep_isoflop_chart")
         shown = runs.drop(columns=["budget_flops", "final_train_loss"] if mixture else list(probe_runs.MIXTURE_COLUMNS))
         st.dataframe(fmt.table(shown, {"budget_flops": "flops", "flops": "flops", "final_eval_loss": "loss",
-                                       "final_train_loss": "loss", "wall_time_s": "ratio", "mixture_ratio": "ratio",
+                                       "final_train_loss": "loss", "wall_time_s": "ratio", "mixture_ratio": "number",
                                        "final_domain_loss": "loss", "final_general_loss": "loss"}),
                      hide_index=True, width="stretch", key="sweep_runs_table")
         c1, c2 = st.columns([1, 3])

@@ -18,7 +18,7 @@ import pandas as pd
 from core.errors import InputError
 from core.curve_fit import BacktestRow, CurveFitConfig, CurveForecast, backtest_curve, forecast_curve
 from core.progress import ProgressFn
-from core.registry import predict
+from core.registry import curve_law, predict
 from core.schedules import Schedule, infer_schedule, lr_per_step
 from services import runs as runs_service
 from services.runs import Store
@@ -94,10 +94,11 @@ def _series(store: Store, run: str, metric: str) -> pd.DataFrame:
 
 def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: str = "lr-annealing",
                  lr_metric: Optional[str] = None, schedule: Optional[Schedule] = None,
-                 total_steps: Optional[int] = None, bootstrap: int = 200, seed: int = 0,
+                 total_steps: Optional[int] = None, bootstrap: Optional[int] = None, seed: int = 0,
                  progress: Optional[ProgressFn] = None, confidence: Optional[float] = None) -> RunForecast:
     """Fit ``law`` to ``run``'s ``metric`` curve and forecast its final value (its interval at
-    ``confidence``, default the app's level, core.format.CONFIDENCE)."""
+    ``confidence``, default the app's level, core.format.CONFIDENCE; ``bootstrap`` refits, default the
+    law's own, core.registry.CURVE_LAWS)."""
     runs = runs_service.list_runs(store)
     if run not in set(runs["name"]):
         raise InputError(f"no run named {run!r}; `python cli.py runs` lists the stored runs.")
@@ -131,7 +132,8 @@ def forecast_run(store: Store, run: str, *, metric: Optional[str] = None, law: s
     else:
         lr = lr_per_step(T, schedule)
     fc = forecast_curve(curve["step"].to_numpy(float), curve["value"].to_numpy(float), lr, schedule.warmup_steps,
-                        CurveFitConfig(law=law, bootstrap=bootstrap, seed=seed,
+                        CurveFitConfig(law=law, bootstrap=curve_law(law).bootstrap if bootstrap is None else bootstrap,
+                                       seed=seed,
                                        **({} if confidence is None else {"confidence": confidence})),
                         progress=progress)
     return RunForecast(run, metric, lr_metric, schedule, source, fc)

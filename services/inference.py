@@ -120,7 +120,8 @@ def fit_sample_law_from_evals(store: Store, benchmark: str, spread: float = DEFA
     name = f"{task}/{metric}"
     points, skipped = scaling_points(evals, task, metric, "n_params", checkpoints="last", group_by="run")
     if points.empty:
-        raise InputError(f"None of the {len(skipped['runs_without_x'])} models with {name} results has a parameter "
+        n_models = len(skipped["runs_without_x"]) + int(skipped["n_nonpositive_x"])
+        raise InputError(f"None of the {n_models} models with {name} results has a positive parameter "
                          "count; give the models' n_params (Runs page, or in the eval file) to fit the law.")
     points = points.sort_values(["x", "run"], kind="stable")
     n = points["x"].to_numpy(dtype=float)

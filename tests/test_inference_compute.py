@@ -127,7 +127,7 @@ def test_plan_cli_inference_budget_json_equals_core(capsys):
     assert len(got["table"]) == len(core.table) and "Wu et al. 2024" in out["citation"]
     main(["plan", "--inference-budget", "1e15", "--strategy", "best_of_n", "--accuracy-law", "0", "0.2", "0.5"])
     text = capsys.readouterr().out
-    assert "best: 7e+07 params × 13950 samples → accuracy 1.0000" in text
+    assert "best: 70.0M params × 13950 samples → accuracy 100.0%" in text  # core/format.py
     assert "(9 sizes tie; chose the smallest (cheapest) size within 1e-06 of the best accuracy)" in text
     main(["plan", "--inference-budget", "1e15", "--strategy", "best_of_n", "--json"])  # the default law
     accs = [c["accuracy"] for c in json.loads(capsys.readouterr().out)["inference_compute"]["table"]]
@@ -242,7 +242,7 @@ def test_law_fitted_to_stored_evals_recovers_the_truth(eval_url):
     ("synthmath/ppl", 2.5, "synthmath/ppl is not an accuracy"),
     ("twometrics", 2.5, "Task 'twometrics' has the metrics acc, acc_norm; name one, e.g. twometrics/acc"),
     ("onesize/acc", 2.5, "onesize/acc has results for 1 model size with a parameter count; the fit needs at least 2"),
-    ("unsized/acc", 2.5, "None of the 1 models with unsized/acc results has a parameter count"),
+    ("unsized/acc", 2.5, "None of the 1 models with unsized/acc results has a positive parameter count"),
     ("solved/acc", 2.5, "solved/acc: model-5 scores 1 at its last checkpoint; the law needs accuracies strictly "
                         "between 0 and 1"),
     ("synthmath/acc", -1.0, "Difficulty spread -1.0 must be a number ≥ 0"),
@@ -281,7 +281,7 @@ def test_plan_cli_sample_law_from_evals(eval_url, capsys):
                         "a = -0.7000, b = 0.4500, s = 2.500 (held)") in text
     for args, words in ((["--sample-law-from-evals", "solved/acc"], "model-5 scores 1"),
                         (["--sample-law-from-evals", "nope"], "No stored eval results for benchmark 'nope'"),
-                        (["--sample-law-from-evals", "unsized"], "has a parameter count"),
+                        (["--sample-law-from-evals", "unsized"], "has a positive parameter count"),
                         (["--sample-law-from-evals", "onesize"], "the fit needs at least 2 sizes"),
                         (["--sample-law-from-evals", "synthmath", "--accuracy-law", "0", "1", "2"], "Give one accuracy law"),
                         (["--sample-spread", "2"], "--sample-spread is the spread held")):
