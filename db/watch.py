@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from core.errors import DuplicateRunError
 from core.runs import ParsedRun
 from db import schema
+from db.runs import stored_tags
 from db.store import Store, _metrics_frame, validate_parsed
 
 # Rows of watch_files that the Runs page shows and the watcher reads back.
@@ -214,7 +215,7 @@ def _store_rows(store, row, mode, parsed, replace, other_rows, may_share, expect
             ids = {name: run_id for name, run_id, _ in found}
             # a run read again whole keeps the tags it has in the store (edited after import, e.g. with
             # `cli.py runs tag`): only a run the file brings for the first time takes the folder's tag
-            kept_tags = {name: json.loads(tags or "[]") for name, _, tags in found}
+            kept_tags = {name: stored_tags(tags) for name, _, tags in found}
             for p in parsed:
                 if p.name in kept_tags:
                     p.tags = list(kept_tags[p.name])
