@@ -39,11 +39,12 @@ def test_planner_target_quality_stays_selected_after_a_law_switch(server, page):
     page.goto(f"{server['url']}/planner")
     wait_idle(page)
     group = page.locator(".st-key-planner_target")
-    group.wait_for()
-    assert group.locator("input[type=radio]:checked").count() == 1
+    checked = group.locator("input[type=radio]:checked")
+    checked.first.wait_for(state="attached")  # the group draws before its choice on a busy machine
+    assert checked.count() == 1
     page.locator(".st-key-planner_law").click()
     page.get_by_role("option", name="Chinchilla — Hoffmann et al. 2022, Approach 3 (rounded)").click()
     wait_idle(page)
-    group.wait_for()
-    assert group.locator("input[type=radio]:checked").count() == 1
+    checked.first.wait_for(state="attached")  # the fix under test: still one choice after the switch
+    assert checked.count() == 1
     assert "compute-optimal model" in group.locator("label:has(input:checked)").inner_text()
